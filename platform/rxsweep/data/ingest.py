@@ -1,0 +1,194 @@
+"""Ingest: decode every site's PNGs once, into Parquet shards, with Ray Data.
+
+    SHARDS/
+      shards/<EXP>_P<plate>_<part>.parquet   site-table columns + image uint8 [C, H, W]
+      shards/<...>.done.json                 per-shard marker (written last): written, quarantined, sums
+      plan.parquet, params.json              what this ingest will write (makes it resumable)
+      stats.parquet                          per-channel mean/std per plate and experiment, all / controls
+      quarantine.csv                         site_id, path, reason: every site that was not written
+      manifest.json                          written last: counts, hashes. Its presence = complete.
+
+Running it again with the same arguments does nothing; an ingest killed midway and run again redoes
+only the shards without a marker, so every site ends up in exactly one shard or in quarantine.
+Memory is bounded by shard size x concurrent tasks, never by the dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from rxsweep import __version__
+from rxsweep.data import shard_writer
+from rxsweep.data.images import probe_native_size
+from rxsweep.data.ingest_outputs import reconcile, write_outputs
+from rxsweep.data.sites import load_sites
+
+MANIFEST = "manifest.json"
+FORMAT = "rxsweep-shards/1"
+#: Raw image bytes per shard. Bounds a decode task's memory (about 3x this) and gives Ray Data
+#: enough tasks to keep every core busy on a small dataset.
+SHARD_TARGET_BYTES = 64 * 2**20
+PROGRESS_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    """What determines the shards' content; a second ingest into the same folder must match."""
+    root: str
+    layout: str
+    image_size: int | None  # None keeps the native size
+    site_table_sha256: str
+
+
+def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | None = None,
+           layout: str = "auto", max_sites_per_shard: int | None = None, progress: bool = True) -> dict:
+    """Ingest an RxRx1 folder into `out`; returns the manifest. Validates everything it can first."""
+    if image_size is not None and image_size < 8:
+        raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
+    sites = load_sites(data, layout)
+    root, n_channels = sites.attrs["root"], sites.attrs["n_channels"]
+    params = IngestParams(root, sites.attrs["layout"], image_size, _table_hash(sites))
+    out = Path(out).expanduser().resolve()
+    manifest_file = out / MANIFEST
+    if manifest_file.exists():
+        manifest = json.loads(manifest_file.read_text())
+        if manifest.get("params") == asdict(params):
+            _say(progress, f"{out} is up to date ({manifest['counts']['written']} sites); nothing to do")
+            return manifest
+        raise FileExistsError(
+            f"{out} already holds an ingest with other parameters ({manifest.get('params')}); "
+            "choose another --out or delete that folder"
+        )
+    _check_resumable(out, params)
+    native = probe_native_size(list(sites["image_paths"]), root)
+    plan = _plan_shards(sites, n_channels, image_size or native, max_sites_per_shard)
+    _write_plan(out, params, plan)
+    pending = _pending_shards(out, plan)
+    _say(progress, f"ingest: {len(sites):,} sites in {plan['shard'].nunique()} shards, "
+                   f"{len(pending)} to write -> {out}")
+    started = time.perf_counter()
+    if pending:
+        _run_ray(out, pending, root, native, image_size, progress)
+    markers = _read_markers(out, plan)
+    counts = reconcile(sites, markers)
+    manifest = {
+        "format": FORMAT,
+        "created_by": f"rxsweep {__version__}",
+        "params": asdict(params),
+        "input_root": root,
+        "layout": params.layout,
+        "n_channels": n_channels,
+        "native_size": native,
+        "image_size": image_size or native,
+        "counts": counts,
+        "classes": sorted(int(v) for v in sites["label"].unique() if v >= 0),
+        "shards": [
+            {"file": f"shards/{m['shard']}", "sha256": m["sha256"], "rows": len(m["written"])}
+            for m in markers.values() if m["shard"]
+        ],
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    write_outputs(out, markers, n_channels)
+    tmp = manifest_file.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2))
+    os.replace(tmp, manifest_file)  # last: its presence says the ingest is complete
+    _say(progress, f"ingest: {counts['written']:,} sites written, {counts['quarantined']:,} quarantined "
+                   f"(see {out / 'quarantine.csv'}) in {manifest['seconds']} s")
+    return manifest
+
+
+def _table_hash(sites: pd.DataFrame) -> str:
+    """Content hash of the site table, relative to the root, so a moved dataset hashes the same."""
+    root = sites.attrs["root"]
+    digest = hashlib.sha256()
+    for row in sites.drop(columns=["image_paths"]).itertuples(index=False):
+        digest.update(repr(tuple(row)).encode())
+    for paths in sites["image_paths"]:
+        digest.update("|".join(os.path.relpath(p, root) for p in paths).encode())
+    return digest.hexdigest()
+
+
+def _check_resumable(out: Path, params: IngestParams) -> None:
+    params_file = out / "params.json"
+    if params_file.exists() and json.loads(params_file.read_text()) != asdict(params):
+        raise FileExistsError(
+            f"{out} holds an unfinished ingest with other parameters; run it with those parameters "
+            "to finish it, or choose another --out"
+        )
+    if out.exists() and not params_file.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out} is not empty and is not an rxsweep ingest; choose an empty --out")
+
+
+def _plan_shards(sites: pd.DataFrame, n_channels: int, size: int, max_sites: int | None) -> pd.DataFrame:
+    """Assign each site to a shard: slices of one plate, at most SHARD_TARGET_BYTES of pixels each."""
+    per_shard = max_sites or max(1, SHARD_TARGET_BYTES // (n_channels * size * size))
+    plan = sites.copy()
+    position = plan.groupby(["experiment", "plate"]).cumcount()
+    plan["shard"] = (plan["experiment"] + "_P" + plan["plate"].astype(str) + "_"
+                     + (position // per_shard).map("{:03d}".format) + ".parquet")
+    return plan
+
+
+def _write_plan(out: Path, params: IngestParams, plan: pd.DataFrame) -> None:
+    (out / "shards").mkdir(parents=True, exist_ok=True)
+    for leftover in (out / "shards").glob("*.tmp"):  # from a task killed mid-write
+        leftover.unlink()
+    (out / "params.json").write_text(json.dumps(asdict(params), indent=2))
+    plan.to_parquet(out / "plan.parquet", index=False)
+
+
+def _pending_shards(out: Path, plan: pd.DataFrame) -> list[str]:
+    return [s for s in plan["shard"].unique()
+            if not shard_writer.marker_path(out / "shards" / s).exists()]
+
+
+def _run_ray(out: Path, pending: list[str], root: str, native: int, image_size: int | None,
+             progress: bool) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(log_to_driver=False)
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = progress
+    plan_file = str(out / "plan.parquet")
+    shards_dir = out / "shards"
+
+    def write_one(item: dict) -> dict:
+        rows = pd.read_parquet(plan_file, filters=[("shard", "==", item["shard"])]).to_dict("records")
+        marker = shard_writer.write_shard(rows, shards_dir / item["shard"], root, native, image_size)
+        return {"shard": item["shard"], "written": len(marker["written"]),
+                "quarantined": len(marker["quarantined"])}
+
+    dataset = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
+    done = written = quarantined = 0
+    last_report = time.monotonic()
+    for result in dataset.map(write_one, num_cpus=1).iter_rows():
+        done, written, quarantined = done + 1, written + result["written"], quarantined + result["quarantined"]
+        # Ray Data draws a bar on a terminal; logs (ray job logs, CI) get a line every few seconds.
+        if done == len(pending) or time.monotonic() - last_report > PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            _say(progress and not sys.stderr.isatty(),
+                 f"ingest: {done}/{len(pending)} shards, {written:,} sites written, {quarantined:,} quarantined")
+
+
+def _read_markers(out: Path, plan: pd.DataFrame) -> dict[str, dict]:
+    markers = {}
+    for shard in plan["shard"].unique():
+        path = shard_writer.marker_path(out / "shards" / shard)
+        if not path.exists():
+            raise RuntimeError(f"shard {shard} has no completion marker after ingest; run ingest again")
+        markers[shard] = json.loads(path.read_text())
+    return markers
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)

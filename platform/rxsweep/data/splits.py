@@ -1,0 +1,82 @@
+"""Splits by experiment: the model is judged on batches it never saw.
+
+    train         training experiments, minus the training-domain holdout
+    val           training-domain holdout: whole wells of the training experiments (both sites of a
+                  well go to the same side, so a site's twin never leaks into validation)
+    heldout_val   held-out validation experiments: what a sweep optimises
+    heldout_test  held-out test experiments: reported, never used to choose anything
+    unlabeled     sites whose label the layout hides (Kaggle test.csv); in no supervised split
+
+Held-out experiments are explicit lists, or N per cell type drawn with a seed from the labelled
+experiments, always leaving each cell type at least one training experiment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+SPLITS = ("train", "val", "heldout_val", "heldout_test", "unlabeled")
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    val_experiments: tuple[str, ...] = ()  # explicit held-out validation experiments
+    test_experiments: tuple[str, ...] = ()  # explicit held-out test experiments
+    n_val_per_cell_type: int = 1  # used when val_experiments is empty
+    n_test_per_cell_type: int = 1  # used when test_experiments is empty
+    holdout_fraction: float = 0.1  # share of training wells kept for training-domain validation
+    seed: int = 0
+
+
+def assign_splits(index: pd.DataFrame, spec: SplitSpec) -> pd.Series:
+    """Split name for each site of `index` (needs experiment, cell_type, well_id, label)."""
+    if not 0.0 <= spec.holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in [0, 1), got {spec.holdout_fraction}")
+    labelled = index.groupby("experiment")["label"].min().ge(0)
+    cell_type = index.groupby("experiment")["cell_type"].first()
+    rng = np.random.default_rng(spec.seed)
+    val = _choose(spec.val_experiments, spec.n_val_per_cell_type, labelled, cell_type, rng, "val", set())
+    test = _choose(spec.test_experiments, spec.n_test_per_cell_type, labelled, cell_type, rng, "test", set(val))
+    overlap = set(val) & set(test)
+    if overlap:
+        raise ValueError(f"experiments {sorted(overlap)} are in both val_experiments and test_experiments")
+    split = pd.Series("train", index=index.index, dtype=object)
+    split[index["experiment"].isin(val)] = "heldout_val"
+    split[index["experiment"].isin(test)] = "heldout_test"
+    split[index["label"] < 0] = "unlabeled"
+    training = split.eq("train")
+    if not training.any():
+        raise ValueError("no labelled training experiment is left after the held-out experiments")
+    wells = np.array(sorted(index.loc[training, "well_id"].unique()))
+    n_holdout = int(round(spec.holdout_fraction * len(wells)))
+    holdout = set(rng.permutation(wells)[:n_holdout])
+    split[training & index["well_id"].isin(holdout)] = "val"
+    return split
+
+
+def _choose(explicit: tuple[str, ...], per_cell_type: int, labelled: pd.Series, cell_type: pd.Series,
+            rng: np.random.Generator, what: str, taken: set[str]) -> list[str]:
+    if explicit:
+        unknown = sorted(set(explicit) - set(labelled.index))
+        if unknown:
+            raise ValueError(f"{what}_experiments {unknown} are not in the data; known: {sorted(labelled.index)}")
+        unlabelled = sorted(e for e in explicit if not labelled[e])
+        if unlabelled:
+            raise ValueError(f"{what}_experiments {unlabelled} have no labels (Kaggle test set); choose labelled ones")
+        return list(explicit)
+    if per_cell_type < 0:
+        raise ValueError(f"n_{what}_per_cell_type must be >= 0, got {per_cell_type}")
+    chosen = []
+    for kind in sorted(cell_type.unique()):
+        pool = sorted(e for e in cell_type.index[cell_type.eq(kind)] if labelled[e] and e not in taken)
+        if per_cell_type and len(pool) - per_cell_type < 1:
+            raise ValueError(
+                f"cell type {kind} has {len(pool)} labelled experiment(s) left: holding out "
+                f"{per_cell_type} for {what} would leave none to train on; lower n_{what}_per_cell_type "
+                f"or list {what}_experiments explicitly"
+            )
+        chosen += list(rng.choice(pool, size=per_cell_type, replace=False)) if per_cell_type else []
+    return sorted(chosen)

@@ -1,0 +1,136 @@
+"""Stream: ingest shards -> Ray Datasets of training batches, one per split.
+
+Each dataset yields numeric columns only (what `iter_torch_batches` can move to a device):
+    image          uint8 [C, H, W]     normalised and augmented later, on the device (transforms.py)
+    label          int64               siRNA class id
+    experiment_id  int64               index into ShardIndex.experiments (domain label 'experiment')
+    plate_id       int64               index into ShardIndex.plates (domain label 'plate')
+    cell_type_id   int64               index into ShardIndex.cell_types
+    site_index     int64               row of ShardIndex.table, to name a site in embeddings
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from rxsweep.data.ingest import FORMAT, MANIFEST
+from rxsweep.data.splits import SPLITS, SplitSpec, assign_splits
+from rxsweep.data.transforms import AugmentSpec, BatchTransform
+
+INDEX_COLUMNS = ["site_id", "well_id", "experiment", "plate", "well", "site", "cell_type", "well_type",
+                 "sirna", "label", "split_group"]
+BATCH_COLUMNS = ["image", "label", "experiment_id", "plate_id", "cell_type_id", "site_index"]
+
+
+@dataclass
+class ShardIndex:
+    """What is in a shard folder, without its images: the site table, the vocabularies, the stats."""
+    root: Path
+    manifest: dict
+    table: pd.DataFrame  # INDEX_COLUMNS + shard (file name) + split (after with_splits)
+    stats: pd.DataFrame
+    experiments: list[str]
+    plates: list[tuple[str, int]]
+    cell_types: list[str]
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.manifest["n_channels"])
+
+    @property
+    def image_size(self) -> int:
+        return int(self.manifest["image_size"])
+
+    @property
+    def n_classes(self) -> int:
+        """Class ids are the layout's own (Kaggle/WILDS: 0..1138), so the head has max id + 1 outputs."""
+        return max(self.manifest["classes"]) + 1
+
+
+def open_shards(shards_dir: str | Path) -> ShardIndex:
+    """Read a completed ingest folder's index (fails clearly if the ingest is missing or unfinished)."""
+    root = Path(shards_dir).expanduser().resolve()
+    manifest_file = root / MANIFEST
+    if not manifest_file.exists():
+        raise FileNotFoundError(
+            f"{root} has no {MANIFEST}: not a completed ingest. Run `rxsweep ingest --data DIR --out {root}`"
+        )
+    manifest = json.loads(manifest_file.read_text())
+    if manifest.get("format") != FORMAT:
+        raise ValueError(f"{manifest_file}: format {manifest.get('format')!r}, this rxsweep reads {FORMAT!r}")
+    parts = []
+    for shard in manifest["shards"]:
+        part = pq.read_table(root / shard["file"], columns=INDEX_COLUMNS).to_pandas()
+        part["shard"] = shard["file"]
+        parts.append(part)
+    if not parts:
+        raise ValueError(f"{root}: the ingest wrote no sites (see quarantine.csv)")
+    table = pd.concat(parts, ignore_index=True)
+    plates = sorted({(e, int(p)) for e, p in zip(table["experiment"], table["plate"])})
+    return ShardIndex(
+        root=root, manifest=manifest, table=table, stats=pd.read_parquet(root / "stats.parquet"),
+        experiments=sorted(table["experiment"].unique()), plates=plates,
+        cell_types=sorted(table["cell_type"].unique()),
+    )
+
+
+def with_splits(index: ShardIndex, spec: SplitSpec) -> ShardIndex:
+    """Add the `split` column (see splits.py); returns the same index for chaining."""
+    index.table["split"] = assign_splits(index.table, spec)
+    return index
+
+
+def split_dataset(index: ShardIndex, split: str, materialize: bool = False):
+    """A Ray Dataset of one split's sites, read from just the shards that hold them."""
+    import ray
+
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
+    if "split" not in index.table.columns:
+        raise ValueError("call with_splits(index, spec) before split_dataset")
+    chosen = index.table[index.table["split"] == split]
+    if chosen.empty:
+        raise ValueError(f"split {split!r} has no sites; check the split settings")
+    files = [str(index.root / f) for f in sorted(chosen["shard"].unique())]
+    encode = _Encoder(chosen, index)
+    dataset = ray.data.read_parquet(files, columns=["site_id", "experiment", "plate", "cell_type", "label", "image"])
+    dataset = dataset.map_batches(encode, batch_format="pyarrow", zero_copy_batch=True)
+    return dataset.materialize() if materialize else dataset
+
+
+class _Encoder:
+    """Keep a split's rows of a batch and turn its names into integer ids (vectorised in Arrow)."""
+
+    def __init__(self, chosen: pd.DataFrame, index: ShardIndex):
+        self.site_ids = pa.array(chosen["site_id"].to_numpy())
+        self.site_rows = pa.array(chosen.index.to_numpy(), type=pa.int64())
+        self.experiments = pa.array(index.experiments)
+        self.plates = pa.array([f"{e}/{p}" for e, p in index.plates])
+        self.cell_types = pa.array(index.cell_types)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        position = pc.index_in(batch["site_id"], value_set=self.site_ids)
+        keep = pc.is_valid(position)
+        batch, position = batch.filter(keep), position.filter(keep)
+        plate_key = pc.binary_join_element_wise(batch["experiment"], pc.cast(batch["plate"], pa.string()), "/")
+        return pa.table({
+            "image": batch["image"],
+            "label": batch["label"],
+            "experiment_id": pc.cast(pc.index_in(batch["experiment"], value_set=self.experiments), pa.int64()),
+            "plate_id": pc.cast(pc.index_in(plate_key, value_set=self.plates), pa.int64()),
+            "cell_type_id": pc.cast(pc.index_in(batch["cell_type"], value_set=self.cell_types), pa.int64()),
+            "site_index": pc.take(self.site_rows, position),
+        })
+
+
+def batch_transform(index: ShardIndex, normalization: str, augment: AugmentSpec = AugmentSpec(),
+                    device="cpu", seed: int = 0) -> BatchTransform:
+    """The device-side transform that matches this index's vocabularies and statistics."""
+    return BatchTransform(normalization, index.stats, index.experiments, index.plates, augment, device, seed)

@@ -1,0 +1,138 @@
+"""Size presets of the synthetic RxRx1 generator: every count in one frozen dataclass.
+
+`full` reproduces the real release (design.py); `tiny` trains on two CPU cores in minutes; `small`
+is a native-resolution (512²) set of about 3,000 sites for throughput benchmarks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rxsweep.data import design
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How big a synthetic RxRx1 is. Each plate holds one plate group of treatments, every positive
+    control and the untreated well; each experiment uses all groups, one a plate."""
+
+    name: str
+    #: (cell type, experiments) in design order; experiments are numbered 01..n per cell type.
+    experiments: tuple[tuple[str, int], ...]
+    #: (cell type, n): the first n experiments of a cell type are Kaggle-train (= WILDS train); of
+    #: the rest, the first is WILDS val and the others WILDS test (all of them Kaggle test).
+    train_experiments: tuple[tuple[str, int], ...]
+    #: Treatment siRNAs on one plate; there are PLATES_PER_EXPERIMENT groups of this size.
+    treatments_per_group: int
+    #: Positive-control siRNAs, all of them on every plate.
+    positive_controls: int
+    #: Untreated wells a plate (label EMPTY); the real design has exactly one.
+    negative_controls: int
+    #: Native width = height of a site image in pixels, per channel.
+    image_size: int
+    #: Output pixels per pixel of the real 512² field: below 1 the cells shrink so a small image still
+    #: holds a field of ~10-20 cells instead of a crop of one or two.
+    cell_scale: float
+    #: Share of treatment siRNAs with no phenotype at all (about half in RxRx1).
+    null_fraction: float = 0.5
+
+    def __post_init__(self) -> None:
+        known = design.EXPERIMENTS_PER_CELL_TYPE
+        total, train = dict(self.experiments), dict(self.train_experiments)
+        if set(total) - set(known) or set(total) != set(train):
+            raise ValueError(
+                f"preset {self.name!r}: experiments/train_experiments must name the same cell types "
+                f"out of {sorted(known)}; got {sorted(total)} and {sorted(train)}"
+            )
+        for cell_type, n in total.items():
+            n_train = train[cell_type]
+            held_out = n - n_train
+            # One held-out experiment for WILDS val and at least one for test, per cell type; WILDS'
+            # 'mixed-to-test' scheme discards train experiments 01..(n test), so they must exist.
+            if n_train < 1 or held_out < 2 or held_out - 1 > n_train:
+                raise ValueError(
+                    f"preset {self.name!r}: {cell_type} has {n} experiments, {n_train} train; need "
+                    f">= 1 train, >= 2 held out (val + test) and no more test than train experiments"
+                )
+        if self.negative_controls != design.N_NEGATIVE_CONTROLS:
+            raise ValueError(f"preset {self.name!r}: negative_controls must be 1 (one EMPTY well)")
+        if self.treatments_per_group < 1 or self.positive_controls < 1:
+            raise ValueError(f"preset {self.name!r}: needs >= 1 treatment a group and >= 1 control")
+        if self.wells_per_plate > design.WELLS_PER_PLATE:
+            raise ValueError(
+                f"preset {self.name!r}: {self.wells_per_plate} wells a plate > {design.WELLS_PER_PLATE}"
+            )
+        if self.image_size < 16 or not 0 < self.cell_scale <= 2 or not 0 <= self.null_fraction <= 1:
+            raise ValueError(f"preset {self.name!r}: image_size, cell_scale or null_fraction out of range")
+
+    @property
+    def n_plate_groups(self) -> int:
+        return design.N_PLATE_GROUPS
+
+    @property
+    def n_treatments(self) -> int:
+        return self.treatments_per_group * design.N_PLATE_GROUPS
+
+    @property
+    def n_classes(self) -> int:
+        return self.n_treatments + self.positive_controls + self.negative_controls
+
+    @property
+    def wells_per_plate(self) -> int:
+        return self.treatments_per_group + self.positive_controls + self.negative_controls
+
+    @property
+    def n_experiments(self) -> int:
+        return sum(n for _, n in self.experiments)
+
+    @property
+    def n_sites(self) -> int:
+        return (
+            self.n_experiments * design.PLATES_PER_EXPERIMENT * self.wells_per_plate
+            * design.SITES_PER_WELL
+        )
+
+
+# The real plate groups must tile onto plates: 4 groups, one per plate.
+assert design.N_PLATE_GROUPS == design.PLATES_PER_EXPERIMENT
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(
+        name="tiny",
+        experiments=(("HUVEC", 4), ("RPE", 3), ("HEPG2", 3), ("U2OS", 3)),
+        train_experiments=(("HUVEC", 2), ("RPE", 1), ("HEPG2", 1), ("U2OS", 1)),
+        treatments_per_group=5,
+        positive_controls=3,
+        negative_controls=1,
+        image_size=64,
+        cell_scale=0.3,
+    ),  # 13 experiments x 4 plates x 9 wells x 2 sites = 936 sites, 24 classes
+    "small": Preset(
+        name="small",
+        experiments=(("HUVEC", 4), ("RPE", 3), ("HEPG2", 3), ("U2OS", 3)),
+        train_experiments=(("HUVEC", 2), ("RPE", 1), ("HEPG2", 1), ("U2OS", 1)),
+        treatments_per_group=20,
+        positive_controls=8,
+        negative_controls=1,
+        image_size=design.IMAGE_SIZE,
+        cell_scale=1.0,
+    ),  # 13 x 4 x 29 x 2 = 3,016 sites at 512², 89 classes
+    "full": Preset(
+        name="full",
+        experiments=tuple(design.EXPERIMENTS_PER_CELL_TYPE.items()),
+        train_experiments=tuple(design.TRAIN_EXPERIMENTS_PER_CELL_TYPE.items()),
+        treatments_per_group=design.TREATMENTS_PER_PLATE,
+        positive_controls=design.N_POSITIVE_CONTROLS,
+        negative_controls=design.N_NEGATIVE_CONTROLS,
+        image_size=design.IMAGE_SIZE,
+        cell_scale=1.0,
+    ),  # 51 x 4 x 308 x 2 = 125,664 sites, 1,139 classes
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called `name`; a ValueError lists the known ones."""
+    try:
+        return PRESETS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown preset {name!r}; known: {sorted(PRESETS)}") from None
