@@ -45,7 +45,8 @@ def decode_site(paths: list[str], root: str, size: int | None, resize_to: int | 
             with Image.open(path) as image:
                 if image.mode != mode:
                     return BadSite(path, f"image mode {image.mode}, expected 8-bit {mode}")
-                if image.width != image.height or (size is not None and image.width != size):
+                size = size or image.width  # the first channel fixes the size for the others
+                if image.width != image.height or image.width != size:
                     want = f"{size}x{size}" if size else "square"
                     return BadSite(path, f"image is {image.width}x{image.height}, expected {want}")
                 image.load()

@@ -38,8 +38,10 @@ def assign_splits(index: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     labelled = index.groupby("experiment")["label"].min().ge(0)
     cell_type = index.groupby("experiment")["cell_type"].first()
     rng = np.random.default_rng(spec.seed)
-    val = _choose(spec.val_experiments, spec.n_val_per_cell_type, labelled, cell_type, rng, "val", set())
-    test = _choose(spec.test_experiments, spec.n_test_per_cell_type, labelled, cell_type, rng, "test", set(val))
+    # When both are drawn, the val draw must leave room for the test draw and one training experiment.
+    reserve = 0 if spec.test_experiments else spec.n_test_per_cell_type
+    val = _choose(spec.val_experiments, spec.n_val_per_cell_type, labelled, cell_type, rng, "val", set(), reserve)
+    test = _choose(spec.test_experiments, spec.n_test_per_cell_type, labelled, cell_type, rng, "test", set(val), 0)
     overlap = set(val) & set(test)
     if overlap:
         raise ValueError(f"experiments {sorted(overlap)} are in both val_experiments and test_experiments")
@@ -58,7 +60,7 @@ def assign_splits(index: pd.DataFrame, spec: SplitSpec) -> pd.Series:
 
 
 def _choose(explicit: tuple[str, ...], per_cell_type: int, labelled: pd.Series, cell_type: pd.Series,
-            rng: np.random.Generator, what: str, taken: set[str]) -> list[str]:
+            rng: np.random.Generator, what: str, taken: set[str], reserve: int) -> list[str]:
     if explicit:
         unknown = sorted(set(explicit) - set(labelled.index))
         if unknown:
@@ -72,11 +74,14 @@ def _choose(explicit: tuple[str, ...], per_cell_type: int, labelled: pd.Series, 
     chosen = []
     for kind in sorted(cell_type.unique()):
         pool = sorted(e for e in cell_type.index[cell_type.eq(kind)] if labelled[e] and e not in taken)
-        if per_cell_type and len(pool) - per_cell_type < 1:
+        if not pool:  # a cell type seen only in unlabelled experiments: nothing to hold out
+            continue
+        if per_cell_type and len(pool) - per_cell_type - reserve < 1:
+            also = f" and {reserve} for test" if reserve else ""
             raise ValueError(
                 f"cell type {kind} has {len(pool)} labelled experiment(s) left: holding out "
-                f"{per_cell_type} for {what} would leave none to train on; lower n_{what}_per_cell_type "
-                f"or list {what}_experiments explicitly"
+                f"{per_cell_type} for {what}{also} would leave none to train on; lower the "
+                f"n_*_per_cell_type settings or list val_experiments/test_experiments explicitly"
             )
         chosen += list(rng.choice(pool, size=per_cell_type, replace=False)) if per_cell_type else []
     return sorted(chosen)

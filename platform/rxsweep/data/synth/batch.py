@@ -11,8 +11,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import ndimage
-
 from rxsweep.data import design
 from rxsweep.data.synth import seeds
 
@@ -24,8 +22,8 @@ class ExperimentBatch:
     gain: tuple[float, ...]  # per channel, multiplies the signal
     offset: tuple[float, ...]  # per channel, added (background), in [0, 1] image units
     gamma: tuple[float, ...]  # per channel, detector response exponent
-    blur_sigma: float  # Gaussian focus blur, pixels of the 512² field
-    photons: float  # photons per unit signal: lower = stronger shot noise
+    blur_sigma: float  # Gaussian focus blur sd, pixels of the 512² field (applied in render.py)
+    photons: float  # photons per unit of output signal: lower = stronger shot noise
     read_noise: float  # Gaussian noise sd, image units
     density: float  # multiplies the cell count
     cell_size: float  # multiplies the cell radius (confluence changes spreading)
@@ -95,21 +93,21 @@ def illumination(batch: ExperimentBatch, size: int) -> np.ndarray:
 
 
 def apply_batch(
-    clean: np.ndarray, batch: ExperimentBatch, shift: PlateShift, edge: bool, pixel_scale: float,
-    rng: np.random.Generator,
+    clean: np.ndarray, batch: ExperimentBatch, shift: PlateShift, edge: bool, rng: np.random.Generator,
 ) -> np.ndarray:
-    """Image a clean [6, H, W] float32 signal: illumination, blur, shot noise, detector response,
-    read noise, 8-bit quantisation. Returns uint8 [6, H, W]."""
+    """Image a clean [6, H, W] float32 signal (already blurred, see render.py): illumination,
+    detector response, shot + read noise, 8-bit quantisation. Returns uint8 [6, H, W].
+
+    Noise is one Gaussian draw with Poisson-like variance, gain * signal / photons + read_noise^2,
+    in output units: cheaper than a Poisson draw and a second Gaussian, and equivalent at these counts.
+    """
     size = clean.shape[-1]
-    x = clean * illumination(batch, size)[None]
-    sigma = batch.blur_sigma * pixel_scale
-    if sigma > 0.25:  # below that a Gaussian kernel is a no-op on the pixel grid
-        x = ndimage.gaussian_filter(x, sigma=(0.0, sigma, sigma), mode="reflect", truncate=3.0)
-    x = np.maximum(x, 0.0)
-    x += np.sqrt(x / batch.photons) * rng.standard_normal(x.shape, dtype=np.float32)
-    x = np.maximum(x, 0.0) ** np.asarray(batch.gamma, dtype=np.float32)[:, None, None]
+    x = np.maximum(clean * illumination(batch, size)[None], 0.0)
+    x **= np.asarray(batch.gamma, dtype=np.float32)[:, None, None]
     gain = np.asarray(batch.gain) * np.asarray(shift.gain) * (batch.edge_gain if edge else 1.0)
     offset = np.asarray(batch.offset) + np.asarray(shift.offset)
-    y = gain.astype(np.float32)[:, None, None] * x + offset.astype(np.float32)[:, None, None]
-    y += batch.read_noise * rng.standard_normal(y.shape, dtype=np.float32)
+    signal = gain.astype(np.float32)[:, None, None] * x
+    sd = np.sqrt(signal * np.float32(1.0 / batch.photons) + np.float32(batch.read_noise**2))
+    y = signal + offset.astype(np.float32)[:, None, None]
+    y += sd * rng.standard_normal(y.shape, dtype=np.float32)
     return np.clip(np.rint(y * 255.0), 0, 255).astype(np.uint8)

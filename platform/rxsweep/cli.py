@@ -1,0 +1,93 @@
+"""`rxsweep synth | ingest | train | sweep | rank | report`: thin wrappers over the library.
+
+Each subcommand parses its arguments and calls one library function; no logic lives here.
+Imports happen inside the handlers so `rxsweep --help` answers without importing Ray or torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from rxsweep.data.synth import generate
+
+    root = generate(args.out, layout=args.layout, preset=args.preset, seed=args.seed,
+                    image_size=args.image_size, workers=args.workers)
+    print(root)
+    return 0
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from rxsweep.data.ingest import ingest
+
+    manifest = ingest(args.data, args.out, image_size=args.image_size, layout=args.layout,
+                      progress=not args.quiet)
+    counts = manifest["counts"]
+    print(f"{args.out}: {counts['written']} sites written, {counts['quarantined']} quarantined "
+          f"({counts['listed']} listed)")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from rxsweep.training.driver import train
+
+    train(args.data, args.out, config=args.config, overrides=_parse_overrides(args.set))
+    return 0
+
+
+def _parse_overrides(pairs: list[str] | None) -> dict:
+    """`--set lr=0.01 --set domain_label=plate` -> {'lr': '0.01', ...}; the config parses the types."""
+    overrides = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
+        overrides[key.strip()] = value.strip()
+    return overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rxsweep", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    synth = commands.add_parser("synth", help="write a synthetic RxRx1 dataset in a public layout")
+    synth.add_argument("--out", required=True, type=Path, help="folder to write into")
+    synth.add_argument("--layout", choices=["kaggle", "wilds"], default="kaggle")
+    synth.add_argument("--preset", choices=["tiny", "small", "full"], default="tiny")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--image-size", type=int, default=None, help="override the preset's image size")
+    synth.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    synth.set_defaults(handler=_synth)
+
+    ingest = commands.add_parser("ingest", help="decode an RxRx1 folder once into Parquet shards")
+    ingest.add_argument("--data", required=True, type=Path, help="RxRx1 folder (Kaggle, WILDS or rxrx.ai layout)")
+    ingest.add_argument("--out", required=True, type=Path, help="shard folder to write")
+    ingest.add_argument("--image-size", type=int, default=None, help="resize to this edge (default: native)")
+    ingest.add_argument("--layout", default="auto", choices=["auto", "kaggle", "wilds", "rxrx1"])
+    ingest.add_argument("--quiet", action="store_true", help="no progress output")
+    ingest.set_defaults(handler=_ingest)
+
+    train = commands.add_parser("train", help="one training run (Ray Train, no Tune)")
+    train.add_argument("--data", required=True, type=Path, help="shard folder from `rxsweep ingest`")
+    train.add_argument("--out", required=True, type=Path, help="run folder")
+    train.add_argument("--config", type=Path, default=None, help="YAML file of TrainConfig fields")
+    train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
+    train.set_defaults(handler=_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as exc:
+        # Bad input: one clear line, not a traceback. Bugs (other exceptions) keep their traceback.
+        print(f"rxsweep {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Synthetic RxRx1: rendered cells under batch effects, in the Kaggle or WILDS file layout.
+
+`generate(out, layout, preset, seed)` writes a dataset the readers cannot tell from the real one by
+its files, plus truth.json with every generator parameter. Modules, one concern each:
+presets (sizes), seeds (keyed random streams), plate_map (design and plate layout), biology (cell
+types, siRNA phenotypes), batch (batch effects), render (cells -> clean signal), job (one plate's
+work), writers (files of both layouts), generate (orchestration).
+"""
+
+from rxsweep.data.synth.generate import GENERATOR_VERSION, default_image_size, generate
+from rxsweep.data.synth.presets import PRESETS, Preset, get_preset
+
+__all__ = ["GENERATOR_VERSION", "PRESETS", "Preset", "default_image_size", "generate", "get_preset"]

@@ -1,0 +1,133 @@
+"""Stream: splits by experiment, datasets per split, device-side normalisation and augmentation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rxrx1_files import write_kaggle
+from rxsweep.data.ingest import ingest
+from rxsweep.data.splits import SplitSpec, assign_splits
+from rxsweep.data.stream import batch_transform, open_shards, split_dataset, with_splits
+from rxsweep.data.transforms import AugmentSpec, BatchTransform
+
+TRAIN = ["HEPG2-01", "HEPG2-02", "HEPG2-03", "HUVEC-01", "HUVEC-02", "HUVEC-03", "HUVEC-04"]
+
+
+@pytest.fixture(scope="module")
+def shards(ray_local, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stream")
+    root = write_kaggle(tmp / "kaggle", TRAIN, test_experiments=("U2OS-04",))
+    ingest(root, tmp / "shards", max_sites_per_shard=4, progress=False)
+    return tmp / "shards"
+
+
+def _split(shards, **spec):
+    return with_splits(open_shards(shards), SplitSpec(**spec))
+
+
+def test_held_out_experiments_never_train_and_wells_stay_whole(shards):
+    index = _split(shards, holdout_fraction=0.3, seed=3)
+    table = index.table
+    by_experiment = table.groupby("experiment")["split"].agg(set)
+    held = [e for e, s in by_experiment.items() if s & {"heldout_val", "heldout_test"}]
+    assert all(len(by_experiment[e]) == 1 for e in held)  # an experiment is held out whole
+    assert sorted(table.loc[table.split == "heldout_val", "cell_type"].unique()) == ["HEPG2", "HUVEC"]
+    assert (table.loc[table.split == "unlabeled", "experiment"] == "U2OS-04").all()
+    assert table.groupby("well_id")["split"].nunique().max() == 1  # both sites of a well together
+    assert 0 < (table.split == "val").sum() < (table.split == "train").sum()
+
+
+def test_drawn_splits_are_seeded(shards):
+    index = open_shards(shards)
+    first = assign_splits(index.table, SplitSpec(seed=1))
+    assert first.equals(assign_splits(index.table, SplitSpec(seed=1)))
+    draws = {tuple(sorted(index.table.experiment[assign_splits(index.table, SplitSpec(seed=s)) == "heldout_test"].unique()))
+             for s in range(8)}
+    assert len(draws) > 1
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"val_experiments": ("HEPG2-09",)}, r"val_experiments \['HEPG2-09'\] are not in the data; known: \["),
+    ({"val_experiments": ("U2OS-04",)}, r"have no labels \(Kaggle test set\)"),
+    ({"val_experiments": ("HUVEC-01",), "test_experiments": ("HUVEC-01",)}, r"in both val_experiments and test_experiments"),
+    ({"n_val_per_cell_type": 2}, r"cell type HEPG2 has 3 labelled experiment\(s\) left: holding out 2 for val and 1 for test would leave none"),
+    ({"holdout_fraction": 1.0}, r"holdout_fraction must be in \[0, 1\)"),
+])
+def test_bad_split_settings_say_what_to_change(shards, spec, message):
+    with pytest.raises(ValueError, match=message):
+        _split(shards, **spec)
+
+
+def test_each_split_streams_exactly_its_sites(shards):
+    index = _split(shards, val_experiments=("HUVEC-02",), test_experiments=("HEPG2-03",), holdout_fraction=0.2)
+    for split in ("train", "val", "heldout_val", "heldout_test"):
+        batches = list(split_dataset(index, split).iter_torch_batches(batch_size=16))
+        site_index = torch.cat([b["site_index"] for b in batches]).numpy()
+        expected = index.table.index[index.table.split == split]
+        assert sorted(site_index) == sorted(expected)
+        first = batches[0]
+        assert first["image"].dtype == torch.uint8 and first["image"].shape[1:] == (6, 16, 16)
+        rows = index.table.loc[first["site_index"].numpy()]
+        assert (rows["label"].to_numpy() == first["label"].numpy()).all()
+        assert [index.experiments[i] for i in first["experiment_id"]] == list(rows["experiment"])
+        assert [index.plates[i] for i in first["plate_id"]] == list(zip(rows["experiment"], rows["plate"]))
+
+
+def _plate_batch(index, experiment="HUVEC-03", plate=1):
+    chosen = index.table[(index.table.experiment == experiment) & (index.table.plate == plate)]
+    dataset = split_dataset(index, "train")
+    batch = next(iter(dataset.iter_torch_batches(batch_size=10_000)))
+    keep = torch.from_numpy(np.isin(batch["site_index"].numpy(), chosen.index.to_numpy()))
+    return {k: v[keep] for k, v in batch.items()}
+
+
+def test_plate_normalisation_centres_each_plate_and_channel(shards):
+    index = _split(shards, val_experiments=("HUVEC-02",), test_experiments=("HEPG2-03",), holdout_fraction=0.0)
+    batch = _plate_batch(index)
+    x = batch_transform(index, "plate", AugmentSpec(rotate90=False, flip=False))(
+        batch["image"], batch["experiment_id"], batch["plate_id"], train=False)
+    assert torch.allclose(x.mean(dim=(0, 2, 3)), torch.zeros(6), atol=1e-4)
+    assert torch.allclose(x.std(dim=(0, 2, 3), unbiased=False), torch.ones(6), atol=1e-3)
+    image = batch_transform(index, "image")(batch["image"], batch["experiment_id"], batch["plate_id"], train=False)
+    assert torch.allclose(image.mean(dim=(2, 3)), torch.zeros(1), atol=1e-4)
+    none = batch_transform(index, "none")(batch["image"], batch["experiment_id"], batch["plate_id"], train=False)
+    assert torch.equal(none, batch["image"].float() / 255)
+
+
+def test_plate_controls_needs_controls_and_unknown_names_list_the_known(shards):
+    index = open_shards(shards)
+    with pytest.raises(ValueError, match=r"no plate statistics \(controls\) .* use 'plate'"):
+        batch_transform(index, "plate_controls")
+    with pytest.raises(ValueError, match=r"unknown normalization 'zscore'; known: \['none', 'image', 'plate', 'experiment', 'plate_controls'\]"):
+        batch_transform(index, "zscore")
+
+
+def test_plate_controls_uses_control_well_statistics():
+    stats = pd.DataFrame([
+        {"level": "plate", "experiment": "E-01", "plate": 1, "subset": s, "channel": 0, "mean": m, "std": sd}
+        for s, m, sd in (("all", 100.0, 10.0), ("controls", 50.0, 5.0))])
+    transform = BatchTransform("plate_controls", stats, ["E-01"], [("E-01", 1)], AugmentSpec(False, False))
+    x = transform(torch.full((1, 1, 2, 2), 60, dtype=torch.uint8), torch.zeros(1, dtype=torch.long),
+                  torch.zeros(1, dtype=torch.long), train=True)
+    assert torch.allclose(x, torch.full_like(x, 2.0))
+
+
+def test_augmentation_keeps_pixels_and_crops_on_device():
+    images = torch.randint(0, 255, (64, 3, 12, 12), dtype=torch.uint8)
+    ids = torch.zeros(64, dtype=torch.long)
+    transform = BatchTransform("none", None, [], [], AugmentSpec(crop=8, intensity_jitter=0.0), seed=0)
+    train = transform(images, ids, ids, train=True)
+    assert train.shape == (64, 3, 8, 8)
+    evaluation = transform(images, ids, ids, train=False)
+    assert torch.equal(evaluation, images[:, :, 2:10, 2:10].float() / 255)
+    dihedral = BatchTransform("none", None, [], [], AugmentSpec(), seed=0)(images, ids, ids, train=True)
+    assert torch.equal(dihedral.flatten(1).sort(dim=1).values, (images.float() / 255).flatten(1).sort(dim=1).values)
+    assert not torch.equal(dihedral, images.float() / 255)
+    again = BatchTransform("none", None, [], [], AugmentSpec(), seed=0)(images, ids, ids, train=True)
+    assert torch.equal(dihedral, again)  # seeded
+    jitter = BatchTransform("none", None, [], [], AugmentSpec(False, False, None, 0.2), seed=0)(images, ids, ids, train=True)
+    ratio = jitter.std(dim=(2, 3)) / (images.float() / 255).std(dim=(2, 3))
+    assert 0.79 < ratio.min() < ratio.max() < 1.21 and ratio.std() > 0.01
