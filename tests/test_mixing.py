@@ -1,0 +1,380 @@
+"""rxsweep.analysis.mixing against slow references written from the formulas, known answers,
+dose-responses and argument validation. CPU only, a few seconds.
+
+Tolerances: kNN indices must match exactly and distances to 1e-12 (both float64 direct
+differences); LISI / silhouette to 1e-6 absolute (the references use the unshifted scib formula
+and sklearn; differences are rounding); kBET, graph connectivity and the probe exactly (counts).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy.sparse.csgraph import connected_components
+from scipy.stats import chi2
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score, silhouette_samples
+from sklearn.model_selection import GroupKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from rxsweep.analysis.mixing import (
+    batch_mixing_scores,
+    batch_probe,
+    graph_connectivity,
+    ilisi,
+    kbet_acceptance,
+    knn,
+    lisi_knn,
+    silhouette_batch,
+)
+from rxsweep.analysis.mixing import neighbors as neighbors_mod
+
+# ----------------------------------------------------------------------------- slow references
+
+
+def ref_knn(X, k):
+    """Brute force: all float64 direct-difference distances, order by (distance, index)."""
+    n = len(X)
+    D2 = np.array([[np.sum((X[i] - X[j]) ** 2) for j in range(n)] for i in range(n)])
+    idx = np.empty((n, k), dtype=np.int64)
+    for i in range(n):
+        others = [j for j in range(n) if j != i]
+        others.sort(key=lambda j: (D2[i, j], j))
+        idx[i] = others[:k]
+    return np.sqrt(np.take_along_axis(D2, idx, 1)), idx
+
+
+def ref_lisi(D, idx, labels, perplexity, tol=1e-5):
+    """scib's compute_simpson_index / Harmony's C++ loop, one point at a time, unshifted."""
+    n_labels = labels.max() + 1
+    out = np.empty(len(D))
+    for i in range(len(D)):
+        beta, betamin, betamax = 1.0, -np.inf, np.inf
+
+        def hbeta(b):
+            P = np.exp(-D[i] * b)
+            s = P.sum()
+            return math.log(s) + b * np.sum(D[i] * P) / s, P / s
+
+        H, P = hbeta(beta)
+        Hdiff, tries = H - math.log(perplexity), 0
+        while abs(Hdiff) > tol and tries < 50:
+            if Hdiff > 0:
+                betamin = beta
+                beta = beta * 2 if betamax == np.inf else (beta + betamax) / 2
+            else:
+                betamax = beta
+                beta = beta / 2 if betamin == -np.inf else (beta + betamin) / 2
+            H, P = hbeta(beta)
+            Hdiff, tries = H - math.log(perplexity), tries + 1
+        sumP = np.zeros(n_labels)
+        for p, j in zip(P, idx[i]):
+            sumP[labels[j]] += p
+        out[i] = 1.0 / np.dot(sumP, sumP)
+    return out
+
+
+def ref_kbet(idx, batch, alpha):
+    n, k = idx.shape
+    B = batch.max() + 1
+    freq = np.bincount(batch) / n
+    accepted = 0
+    for i in range(n):
+        c = Counter(batch[idx[i]].tolist())
+        stat = sum((c.get(b, 0) - k * freq[b]) ** 2 / (k * freq[b]) for b in range(B))
+        accepted += chi2.sf(stat, B - 1) >= alpha
+    return accepted / n
+
+
+def ref_silhouette_batch(X, batch, labels):
+    scores = []
+    for lab in np.unique(labels):
+        m = labels == lab
+        nb = len(np.unique(batch[m]))
+        if nb == 1 or nb == m.sum():
+            continue
+        scores.append(np.mean(1 - np.abs(silhouette_samples(X[m], batch[m]))))
+    return float(np.mean(scores))
+
+
+def ref_graph_connectivity(idx, labels):
+    n = len(idx)
+    A = np.zeros((n, n), dtype=bool)
+    for i in range(n):
+        for j in idx[i]:
+            A[i, j] = A[j, i] = True
+    shares = []
+    for lab in np.unique(labels):
+        m = np.flatnonzero(labels == lab)
+        _, comp = connected_components(A[np.ix_(m, m)], directed=False)
+        shares.append(np.bincount(comp).max() / len(m))
+    return float(np.mean(shares))
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def partly_mixed(n=200, d=5, n_batches=3, shift=1.5, seed=0):
+    """Batches offset by ``shift`` along different axes: neither mixed nor separated."""
+    rng = np.random.default_rng(seed)
+    batch = rng.integers(0, n_batches, n)
+    labels = rng.integers(0, 4, n)
+    X = rng.normal(size=(n, d)) + shift * np.eye(d)[batch] + 2.0 * np.eye(d)[(labels + 1) % d]
+    return X, batch, labels
+
+
+def separated(n=400, d=8, n_batches=4, gap=60.0, seed=0):
+    rng = np.random.default_rng(seed)
+    batch = np.repeat(np.arange(n_batches), n // n_batches)
+    labels = rng.integers(0, 3, batch.size)
+    X = rng.normal(size=(batch.size, d)) + gap * np.eye(d)[batch]
+    return X, batch, labels
+
+
+# ----------------------------------------------------------------------------- kNN
+
+
+@pytest.mark.parametrize("case", ["gaussian", "duplicates", "grid_ties", "k_near_n"])
+def test_knn_matches_brute_force(case):
+    rng = np.random.default_rng(1)
+    if case == "gaussian":
+        X, k = rng.normal(size=(150, 6)), 20
+    elif case == "duplicates":  # 30 points, each repeated 5 times, shuffled: ties at distance 0
+        X, k = np.repeat(rng.normal(size=(30, 4)), 5, axis=0)[rng.permutation(150)], 12
+    elif case == "grid_ties":  # integer grid: many exactly equal distances
+        X, k = rng.integers(0, 3, size=(150, 3)).astype(float), 25
+    else:
+        X, k = rng.normal(size=(40, 3)), 39
+    dist, idx = knn(X, k)
+    rdist, ridx = ref_knn(X, k)
+    np.testing.assert_array_equal(idx, ridx)
+    np.testing.assert_allclose(dist, rdist, rtol=0, atol=1e-12)
+    assert not (idx == np.arange(len(X))[:, None]).any()
+
+
+def test_knn_float32_screen_is_certified_or_redone(monkeypatch):
+    """Heavy ties defeat the float32 screen's certificate; those rows must be redone exactly."""
+    calls = []
+    real = neighbors_mod._redo_rows
+    monkeypatch.setattr(neighbors_mod, "_redo_rows", lambda rows, *a: (calls.append(len(rows)), real(rows, *a)))
+    X = np.repeat(np.arange(20.0)[:, None], 20, axis=0) @ np.ones((1, 3))  # 20 copies of 20 points
+    dist, idx = knn(X, 5, block_size=64)
+    rdist, ridx = ref_knn(X, 5)
+    np.testing.assert_array_equal(idx, ridx)
+    assert calls and sum(calls) > 0
+    # and prefixes are exact too
+    np.testing.assert_array_equal(knn(X, 3)[1], idx[:, :3])
+
+
+def test_knn_extreme_scales():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(60, 4))
+    for s in (1e-150, 1e150):
+        dist, idx = knn(X * s, 7)
+        rdist, ridx = ref_knn(X, 7)
+        np.testing.assert_array_equal(idx, ridx)
+        np.testing.assert_allclose(dist / s, rdist, rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------- metrics vs reference
+
+
+def test_lisi_matches_reference_loop():
+    X, batch, _ = partly_mixed()
+    dist, idx = knn(X, 60)
+    got = lisi_knn(dist, idx, batch, perplexity=20)
+    want = ref_lisi(dist, idx, batch, perplexity=20)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
+    assert ilisi(X, batch, k=60, perplexity=20) == pytest.approx((np.median(want) - 1) / 2, abs=1e-6)
+
+
+def test_kbet_matches_reference_loop():
+    X, batch, _ = partly_mixed()
+    _, idx = ref_knn(X, 30)
+    for alpha in (0.01, 0.05, 0.2):
+        assert kbet_acceptance(X, batch, k=30, alpha=alpha) == ref_kbet(idx, batch, alpha)
+
+
+def test_silhouette_batch_matches_sklearn():
+    X, batch, labels = partly_mixed()
+    labels = labels.copy()
+    labels[batch == 0] = np.where(labels[batch == 0] == 3, 3, labels[batch == 0])
+    labels[:8] = 9  # a small extra label
+    assert silhouette_batch(X, batch, labels) == pytest.approx(ref_silhouette_batch(X, batch, labels), abs=1e-6)
+
+
+def test_silhouette_batch_skips_single_batch_labels():
+    X, batch, labels = partly_mixed()
+    labels = np.where(batch == 2, 7, labels)  # label 7: one batch only -> skipped, as scib
+    assert silhouette_batch(X, batch, labels) == pytest.approx(ref_silhouette_batch(X, batch, labels), abs=1e-6)
+    assert math.isnan(silhouette_batch(X, batch, batch))  # every label single-batch
+
+
+def test_graph_connectivity_matches_reference():
+    X, batch, labels = partly_mixed(shift=4.0)
+    _, idx = ref_knn(X, 5)
+    assert graph_connectivity(X, labels, k=5) == pytest.approx(ref_graph_connectivity(idx, labels), abs=1e-12)
+
+
+def test_batch_probe_matches_sklearn_pipeline():
+    X, batch, _ = partly_mixed(n=240)
+    groups = np.arange(240) // 2  # pairs ("two sites of a well") stay together
+    cv = GroupKFold(n_splits=4, shuffle=True, random_state=3)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=200))
+    pred = cross_val_predict(model, X, batch, groups=groups, cv=cv)
+    kappa = max(0.0, balanced_accuracy_score(batch, pred, adjusted=True))
+    assert batch_probe(X, batch, groups, n_splits=4, seed=3) == pytest.approx(1 - kappa, abs=1e-12)
+
+
+# ----------------------------------------------------------------------------- known answers
+
+
+def test_known_answers_mixed_vs_separated():
+    rng = np.random.default_rng(5)
+    n = 400
+    mixed_batch = rng.integers(0, 4, n)
+    labels = rng.integers(0, 3, n)
+    Xm = rng.normal(size=(n, 8))
+    groups = np.arange(n)
+    # Random labels in finite neighbourhoods: E[simpson] = 1/B + (1 - 1/B) sum_j P_j^2, so the
+    # median LISI of a perfectly mixed embedding sits below B (here ilisi ~ 0.8), not at 1.
+    assert ilisi(Xm, mixed_batch) > 0.7
+    assert kbet_acceptance(Xm, mixed_batch) > 0.85
+    assert silhouette_batch(Xm, mixed_batch, labels) > 0.9
+    assert graph_connectivity(Xm, labels) > 0.9
+    assert batch_probe(Xm, mixed_batch, groups) > 0.85
+
+    Xs, sep_batch, labels = separated()
+    assert ilisi(Xs, sep_batch) < 1e-3
+    assert kbet_acceptance(Xs, sep_batch) == 0.0
+    assert silhouette_batch(Xs, sep_batch, labels) < 0.05
+    # graph connectivity: each label is split over 4 islands, so its floor is ~1/B, not 0
+    assert graph_connectivity(Xs, labels) < 0.3
+    assert batch_probe(Xs, sep_batch, groups) == 0.0
+
+
+SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def test_dose_response_label_shuffle():
+    """Separated clusters; a growing (nested) share of batch labels is permuted among points.
+
+    kBET is a test with k = 50: partly mixed neighbourhoods are still rejected, so it stays ~0
+    until mixing is nearly complete; we allow a 0.02 dip for it and 0.01 for the others. Graph
+    connectivity does not use batch labels, so it must not move at all.
+    """
+    Xs, batch, labels = separated()
+    rng = np.random.default_rng(7)
+    order = rng.permutation(len(batch))
+    groups = np.arange(len(batch))
+    rows = {key: [] for key in ("ilisi", "kbet", "silhouette_batch", "batch_probe", "graph_connectivity")}
+    for share in SHARES:
+        chosen = order[: int(round(share * len(batch)))]
+        b = batch.copy()
+        b[chosen] = b[rng.permutation(chosen)]
+        rows["ilisi"].append(ilisi(Xs, b))
+        rows["kbet"].append(kbet_acceptance(Xs, b))
+        rows["silhouette_batch"].append(silhouette_batch(Xs, b, labels))
+        rows["batch_probe"].append(batch_probe(Xs, b, groups))
+        rows["graph_connectivity"].append(graph_connectivity(Xs, labels))
+    for key in ("ilisi", "silhouette_batch", "batch_probe"):
+        v = np.array(rows[key])
+        assert np.all(np.diff(v) > 0), (key, v)
+        assert v[0] < 0.05 and v[-1] > 0.7, (key, v)
+    v = np.array(rows["kbet"])
+    assert np.all(np.diff(v) > -0.02) and v[0] == 0.0 and v[-1] > 0.8, v
+    assert len(set(rows["graph_connectivity"])) == 1
+
+
+def test_dose_response_offset_removal():
+    """A growing (nested) share of points loses its batch offset (joins one shared cloud):
+    every score rises; graph connectivity strictly."""
+    rng = np.random.default_rng(8)
+    n, B, d = 480, 8, 10
+    batch = np.repeat(np.arange(B), n // B)
+    labels = rng.integers(0, 3, n)
+    Z = rng.normal(size=(n, d))
+    order = rng.permutation(n)
+    rows = []
+    for share in SHARES:
+        offset = 60.0 * np.eye(d)[batch]
+        offset[order[: int(round(share * n))]] = 0.0
+        res = batch_mixing_scores(Z + offset, batch, labels, np.zeros(n), ilisi_k=45, perplexity=15)
+        rows.append([res[key] for key in ("ilisi", "kbet", "silhouette_batch", "graph_connectivity", "batch_probe", "mixing")])
+    v = np.array(rows)
+    assert np.all(np.diff(v, axis=0) > -0.02), v
+    assert np.all(np.diff(v[:, 3]) > 0.05), v[:, 3]
+    assert np.all(v[-1] - v[0] > 0.4), v
+
+
+# ----------------------------------------------------------------------------- combined scores
+
+
+def test_batch_mixing_scores_strata_weighting_and_skips():
+    X, batch, labels = partly_mixed(n=300)
+    strata = np.array(["A"] * 180 + ["B"] * 100 + ["C"] * 20)
+    batch = batch.copy()
+    batch[280:] = 0  # stratum C has one batch: skipped
+    res = batch_mixing_scores(X, batch, labels, strata, ilisi_k=30, perplexity=10, kbet_k=20, gc_k=5)
+    assert res["n_strata"] == 2 and res["n_strata_skipped"] == 1
+    a, b = slice(0, 180), slice(180, 280)
+    want = {
+        "ilisi": [ilisi(X[s], batch[s], k=30, perplexity=10) for s in (a, b)],
+        "kbet": [kbet_acceptance(X[s], batch[s], k=20) for s in (a, b)],
+        "silhouette_batch": [silhouette_batch(X[s], batch[s], labels[s]) for s in (a, b)],
+        "graph_connectivity": [graph_connectivity(X[s], labels[s], k=5) for s in (a, b)],
+        "batch_probe": [batch_probe(X[s], batch[s], np.arange(100 if s is b else 180)) for s in (a, b)],
+    }
+    for key, (va, vb) in want.items():
+        assert res[key] == pytest.approx((180 * va + 100 * vb) / 280, abs=1e-12), key
+    assert res["mixing"] == pytest.approx(np.mean([res[k] for k in want]), abs=1e-12)
+    assert all(0.0 <= res[k] <= 1.0 for k in want)
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _base():
+    X, batch, labels = partly_mixed(n=60)
+    return X, batch, labels
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda X, b, l: ilisi(X[:, 0], b), "X"),
+        (lambda X, b, l: ilisi(X.astype(int), b), "X"),
+        (lambda X, b, l: ilisi(np.where(np.arange(60)[:, None] == 3, np.nan, X), b), "X"),
+        (lambda X, b, l: ilisi(X, b[:-1]), "batch"),
+        (lambda X, b, l: ilisi(X, np.zeros(60)), "batch"),
+        (lambda X, b, l: ilisi(X, b, k=60), "k"),
+        (lambda X, b, l: ilisi(X, b, k=30, perplexity=30), "perplexity"),
+        (lambda X, b, l: kbet_acceptance(X, b, k=0), "k"),
+        (lambda X, b, l: kbet_acceptance(X, b, k=10, alpha=1.5), "alpha"),
+        (lambda X, b, l: silhouette_batch(X, b, l[:10]), "labels"),
+        (lambda X, b, l: graph_connectivity(X, l, k=2.5), "k"),
+        (lambda X, b, l: batch_probe(X, b, np.arange(60) % 3), "groups"),
+        (lambda X, b, l: batch_probe(X, b, np.arange(60), n_splits=1), "n_splits"),
+        (lambda X, b, l: batch_mixing_scores(X, b, l, np.arange(60) % 2, ilisi_k=45, perplexity=10), "ilisi_k"),
+        (lambda X, b, l: batch_mixing_scores(X, b, l, np.zeros(59)), "strata"),
+        (lambda X, b, l: batch_mixing_scores(X, np.arange(60) % 2, l, np.arange(60) % 2), "strata"),
+    ],
+)
+def test_validation_errors_name_the_argument(call, name):
+    X, batch, labels = _base()
+    with pytest.raises(ValueError, match=rf"^{name}\b"):
+        call(X, batch, labels)
+
+
+def test_thread_settings_are_restored():
+    import torch
+    from threadpoolctl import threadpool_info
+
+    before = (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()])
+    X, batch, labels = partly_mixed()
+    batch_mixing_scores(X, batch, labels, np.zeros(len(X)), ilisi_k=30, perplexity=10)
+    assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]) == before
