@@ -1,0 +1,176 @@
+"""`generate()`: write a synthetic RxRx1 in the Kaggle or WILDS layout.
+
+Flow: validate arguments -> check the output folder -> plan the design (plate_map), phenotypes
+(biology) and batch parameters (batch) in this process -> render plates in a process pool (job) ->
+write the tables -> write truth.json last, as the completion marker.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from rxsweep.data import design
+from rxsweep.data.synth.batch import draw_experiment_batch, draw_plate_shift
+from rxsweep.data.synth.biology import CELL_TYPE_BIOLOGY, draw_phenotypes
+from rxsweep.data.synth.job import PlateTask, run_plate
+from rxsweep.data.synth.plate_map import make_plan
+from rxsweep.data.synth.presets import Preset, get_preset
+from rxsweep.data.synth.truth import build_truth
+from rxsweep.data.synth.writers import (
+    LAYOUTS, TRUTH_FILE, dataset_root, plate_image_dir, write_json, write_kaggle_tables,
+    write_wilds_tables,
+)
+
+#: Bump when the same arguments would produce different files; it is part of an output's identity.
+GENERATOR_VERSION = 1
+_PARTIAL_FILE = ".synth-partial.json"  # identity of a generation in progress; removed when done
+
+
+def default_image_size(preset: Preset, layout: str) -> int:
+    """The preset's native size; WILDS images are at most 256² as in the real rxrx1_v1.0."""
+    if layout == "wilds":
+        return min(preset.image_size, design.WILDS_IMAGE_SIZE)
+    return preset.image_size
+
+
+def _check_args(
+    layout: str, preset: str, seed: int, image_size: int | None, workers: int | None
+) -> Preset:
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {list(LAYOUTS)}")
+    spec = get_preset(preset)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 4096
+    ):
+        raise ValueError(f"image_size must be an int in 16..4096, got {image_size!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    return spec
+
+
+def _read_identity(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))["identity"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _prepare(out: Path, root: Path, identity: dict) -> bool:
+    """Make sure we may write into `out`. True if it already holds this exact, finished dataset."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out {str(out)!r} exists and is not a directory")
+    if out.exists() and any(out.iterdir()):
+        finished = _read_identity(root / TRUTH_FILE)
+        previous = finished or _read_identity(root / _PARTIAL_FILE)
+        if previous is None:
+            raise ValueError(
+                f"out {str(out)!r} is not empty and holds no synthetic RxRx1 of layout "
+                f"{identity['layout']!r}; choose an empty or new directory"
+            )
+        if previous != identity:
+            differ = sorted(k for k in identity if previous.get(k) != identity[k])
+            raise ValueError(
+                f"out {str(out)!r} holds a synthetic RxRx1 generated with other parameters "
+                f"(differing: {differ}); overwriting would mix two datasets' files. Delete it or "
+                f"choose another directory"
+            )
+        if finished is not None:
+            return True
+    root.mkdir(parents=True, exist_ok=True)
+    write_json(root / _PARTIAL_FILE, {"identity": identity})
+    return False
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():  # a progress line for people, nothing in logs or tests
+        end = "\n" if done == total else ""
+        print(f"\rrxsweep synth: {done}/{total} plates", end=end, file=sys.stderr, flush=True)
+
+
+def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
+             image_size: int | None = None, workers: int | None = None) -> Path:
+    """Write a synthetic RxRx1 dataset and return its root (the folder to give the readers).
+
+    out: folder to write (created; must be empty, or a previous output of the same arguments).
+    layout: 'kaggle' (root = out) or 'wilds' (root = out/rxrx1_v1.0).
+    preset: 'tiny' | 'small' | 'full' (see presets.PRESETS).
+    seed: every random draw derives from it; same seed -> byte-identical files, any worker count.
+    image_size: output width = height; default the preset's (at most 256 for WILDS). The field of
+        view stays the preset's: a different size changes resolution, not content.
+    workers: processes rendering plates; default os.cpu_count().
+    """
+    spec = _check_args(layout, preset, seed, image_size, workers)
+    size = image_size or default_image_size(spec, layout)
+    out = Path(out)
+    root = dataset_root(out, layout)
+    identity = {"generator_version": GENERATOR_VERSION, "layout": layout, "preset": asdict(spec),
+                "seed": seed, "image_size": size}
+    identity = json.loads(json.dumps(identity))  # tuples -> lists, to compare with what is on disk
+    if _prepare(out, root, identity):
+        return root
+
+    plan = make_plan(spec, seed)
+    phenotypes = draw_phenotypes(plan.sirnas, spec.null_fraction, seed)
+    # Geometry: cells are sized in pixels of the real 512² field; a preset's cell_scale shrinks
+    # them, an image_size override only changes resolution (the field of view is the preset's).
+    pixel_scale = spec.cell_scale * size / spec.image_size
+    field_area = (spec.image_size / spec.cell_scale / design.IMAGE_SIZE) ** 2
+    tasks, batches, shifts = [], {}, {}
+    for exp in plan.experiments:
+        batches[exp.name] = draw_experiment_batch(seed, exp.key)
+        for plate in exp.plates:
+            shift = shifts[(exp.name, plate.plate)] = draw_plate_shift(seed, exp.key, plate.plate)
+            tasks.append(PlateTask(
+                seed=seed, layout=layout, root=str(root),
+                image_dir=plate_image_dir(layout, exp.kaggle_split, exp.name, plate.plate),
+                experiment=exp.name, key=exp.key, plate=plate.plate, wells=plate.wells,
+                effects=tuple(tuple(phenotypes.effect(s, exp.cell_type)) for _, s in plate.wells),
+                biology=CELL_TYPE_BIOLOGY[exp.cell_type], batch=batches[exp.name], shift=shift,
+                image_size=size, pixel_scale=pixel_scale, field_area=field_area,
+            ))
+
+    stats = _run(tasks, workers or os.cpu_count() or 1)
+    geometry = {"pixel_scale": pixel_scale, "field_area": field_area}
+    truth = build_truth(identity, spec, plan, phenotypes, batches, shifts, geometry)
+    if layout == "kaggle":
+        truth["kaggle_test_answers"] = write_kaggle_tables(root, plan, stats)
+    else:
+        write_wilds_tables(root, plan)
+    write_json(root / TRUTH_FILE, truth)  # last: its presence means the dataset is complete
+    (root / _PARTIAL_FILE).unlink()
+    return root
+
+
+def _run(tasks: list[PlateTask], workers: int) -> list[tuple]:
+    """Run plate tasks, in-process for one worker, else in a process pool; results in task order.
+
+    Workers start by forkserver (spawn where there is none), not fork: callers such as Ray drivers
+    may have threads running. As with any spawn-style pool, the caller's __main__ must be
+    importable, so a script needs the usual `if __name__ == "__main__":` guard; code piped to
+    `python -` cannot start workers (use workers=1 there). A worker that dies raises
+    BrokenProcessPool here rather than hanging, which is why this is not a multiprocessing.Pool.
+    """
+    stats: list[tuple] = []
+    if workers == 1 or len(tasks) == 1:
+        for i, task in enumerate(tasks):
+            stats += run_plate(task)
+            _progress(i + 1, len(tasks))
+        return stats
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(["rxsweep.data.synth.job"])  # import numpy/scipy/PIL once
+    else:
+        ctx = mp.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as pool:
+        for i, rows in enumerate(pool.map(run_plate, tasks)):
+            stats += rows
+            _progress(i + 1, len(tasks))
+    return stats

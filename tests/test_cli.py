@@ -1,0 +1,51 @@
+"""The `rxsweep` console script as a user runs it: installed entry point, real subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RXSWEEP = str(Path(sys.executable).with_name("rxsweep"))
+
+
+def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([RXSWEEP, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_every_command_without_importing_ray_or_torch():
+    done = subprocess.run([sys.executable, "-c", (
+        "import sys; from rxsweep.cli import build_parser; build_parser().format_help(); "
+        "print(sorted(m for m in ('ray', 'torch') if m in sys.modules))")], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
+    helped = run("--help")
+    assert helped.returncode == 0
+    for command in ("synth", "ingest", "train"):
+        assert command in helped.stdout
+
+
+def test_synth_then_ingest_then_ingest_again_is_a_no_op(tmp_path):
+    made = run("synth", "--out", str(tmp_path / "raw"), "--preset", "tiny", "--image-size", "32", "--workers", "1")
+    assert made.returncode == 0, made.stderr
+    root = Path(made.stdout.strip())
+    assert (root / "train.csv").exists() and (root / "truth.json").exists()
+
+    first = run("ingest", "--data", str(root), "--out", str(tmp_path / "shards"), "--quiet")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().endswith("1440 sites written, 0 quarantined (1440 listed)")
+    shards = sorted(p.name for p in (tmp_path / "shards").rglob("*.parquet"))
+    again = run("ingest", "--data", str(root), "--out", str(tmp_path / "shards"), "--quiet")
+    assert again.returncode == 0 and again.stdout == first.stdout
+    assert sorted(p.name for p in (tmp_path / "shards").rglob("*.parquet")) == shards
+
+
+@pytest.mark.parametrize("args, message", [
+    (["synth", "--out", "{tmp}/x", "--preset", "huge"], "invalid choice: 'huge'"),
+    (["ingest", "--data", "{tmp}/nowhere", "--out", "{tmp}/s"], "nowhere"),
+])
+def test_bad_arguments_exit_2_with_a_message(tmp_path, args, message):
+    done = run(*[a.format(tmp=tmp_path) for a in args])
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
