@@ -39,13 +39,22 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _parse_overrides(pairs: list[str] | None) -> dict:
-    """`--set lr=0.01 --set domain_label=plate` -> {'lr': '0.01', ...}; the config parses the types."""
+    """`--set lr=0.01 --set val_experiments=[HUVEC-04]` -> {'lr': 0.01, 'val_experiments': ['HUVEC-04']}.
+
+    Each value is read as YAML (safe_load), so it gets the type a config file would give it; the
+    config then checks it against the field's declared type.
+    """
+    from rxsweep import yamlio
+
     overrides = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
-        overrides[key.strip()] = value.strip()
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            overrides[key.strip()] = yamlio.safe_load(value) if value.strip() else ""
+        except yamlio.YAMLError as exc:
+            raise ValueError(f"--set {key.strip()}: {value!r} is not a YAML value ({exc.problem})") from None
     return overrides
 
 

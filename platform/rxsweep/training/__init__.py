@@ -1,1 +1,14 @@
-"""rxsweep.training."""
+"""rxsweep.training: one DANN/ERM run on Ray Train V2.
+
+    config.py         TrainConfig: every hyperparameter and run setting, with help and search domain
+    plan.py           preflight: the config checked against the shards before Ray starts -> RunPlan
+    components.py     model, optimiser, lr schedule, λ, the training step (shared with the benchmark)
+    loop.py           the per-worker function (train, evaluate, all-reduce, report + checkpoint, resume)
+    evaluate.py       eval passes and cross-worker reductions
+    embeddings.py     held-out embeddings -> Parquet
+    checkpointing.py  checkpoint files (weights_only-safe), metrics history
+    driver.py         build_trainer() (the Tune seam) and train() (the `rxsweep train` command)
+
+Modules are imported directly (``from rxsweep.training.driver import train``): this package imports
+nothing, so reading a config does not pull in Ray.
+"""

@@ -1,0 +1,59 @@
+"""Held-out embeddings: the final model's view of experiments it never trained on.
+
+One row a site of the held-out validation and test experiments, written by rank 0 as
+``embeddings.parquet`` into the final checkpoint (so Ray persists it with the model that made it)
+and copied by the CLI driver to ``RUN_DIR/embeddings.parquet``. Columns:
+
+    site_id, well_id, experiment, cell_type   string
+    plate                                      int64
+    split                                      string: heldout_val | heldout_test
+    label, prediction                          int64 (siRNA class ids)
+    embedding                                  fixed_size_list<float32>[D]
+
+Rows are sorted by split then site_id, so two runs' files line up row for row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+COLUMNS = ["site_id", "well_id", "experiment", "plate", "cell_type", "split", "label", "prediction",
+           "embedding"]
+
+
+def embeddings_table(parts: dict[str, list[dict[str, np.ndarray]]], sites: pd.DataFrame,
+                     dim: int) -> pa.Table:
+    """``parts``: split -> every worker's collected arrays (site_index, label, prediction, embedding);
+    ``sites``: the shard index table (site_index is its row label)."""
+    frames, vectors = [], []
+    for split, per_worker in parts.items():
+        for part in per_worker:
+            if len(part["site_index"]) == 0:
+                continue
+            rows = sites.loc[part["site_index"], ["site_id", "well_id", "experiment", "plate", "cell_type"]]
+            frame = rows.reset_index(drop=True).assign(
+                split=split, label=part["label"].astype(np.int64),
+                prediction=part["prediction"].astype(np.int64))
+            frames.append(frame)
+            vectors.append(part["embedding"].astype(np.float32).reshape(-1, dim))
+    if not frames:
+        frame = pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS[:-1]})
+        matrix = np.zeros((0, dim), np.float32)
+    else:
+        frame = pd.concat(frames, ignore_index=True)
+        matrix = np.concatenate(vectors)
+    order = np.lexsort((frame["site_id"].to_numpy(dtype=str), frame["split"].to_numpy(dtype=str)))
+    frame, matrix = frame.iloc[order].reset_index(drop=True), matrix[order]
+    table = pa.Table.from_pandas(frame.astype({"plate": np.int64, "label": np.int64,
+                                               "prediction": np.int64}), preserve_index=False)
+    flat = pa.array(np.ascontiguousarray(matrix).reshape(-1), type=pa.float32())
+    return table.append_column("embedding", pa.FixedSizeListArray.from_arrays(flat, dim)).select(COLUMNS)
+
+
+def write_embeddings(table: pa.Table, path: str | Path) -> None:
+    pq.write_table(table, str(path))

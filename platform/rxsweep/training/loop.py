@@ -1,0 +1,182 @@
+"""The per-worker training function that Ray Train runs on every rank.
+
+Per epoch: train on this worker's shard of the training split, evaluate val / heldout_val /
+heldout_test, all-reduce the sums, and ``ray.train.report`` the metrics with a checkpoint (every
+rank reports; rank 0 writes the checkpoint files). On start it resumes from
+``ray.train.get_checkpoint()`` at the epoch after the checkpoint's.
+
+Randomness: every epoch reseeds torch, NumPy, Python and the augmentation generator from
+(seed, epoch, rank), and the data order from (seed, epoch, rank) too, so a resumed run replays the
+same random streams as an uninterrupted one on every rank. The RNG state in the checkpoint is kept
+as a record; resuming does not depend on it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import tempfile
+import time
+
+import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+
+from rxsweep.data.stream import batch_transform
+from rxsweep.training import checkpointing as ckpt
+from rxsweep.training.components import (build_model, build_optimizer, build_scheduler, lambda_at,
+                                          train_step)
+from rxsweep.training.config import ConfigError, TrainConfig
+from rxsweep.training.embeddings import embeddings_table, write_embeddings
+from rxsweep.training.evaluate import (all_gather_objects, all_reduce, eval_metrics, evaluate,
+                                       model_embedding_dim)
+from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, RunPlan
+
+#: Config fields that may change between a run and its resumption (they don't shape the state).
+RESUMABLE_CHANGES = {"num_workers", "cpus_per_worker", "gpus_per_worker", "keep_checkpoints",
+                     "materialize", "shuffle_buffer"}
+
+
+def derive_seed(*keys: int) -> int:
+    """An independent 63-bit seed for a tuple of ints (seed, epoch, rank, stream)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> 1)
+
+
+def seed_epoch(seed: int, epoch: int, rank: int, generators: dict[str, torch.Generator]) -> None:
+    s = derive_seed(seed, epoch, rank, 0)
+    torch.manual_seed(s)
+    np.random.seed(s % 2**32)
+    random.seed(s)
+    for i, g in enumerate(generators.values(), start=1):
+        g.manual_seed(derive_seed(seed, epoch, rank, i))
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train entry point. ``config``: {"cfg": TrainConfig.to_dict(), "plan": RunPlan,
+    "eval_datasets": {split: [dataset name of rank r, ...]}}."""
+    cfg = TrainConfig.from_dict(config["cfg"])
+    plan: RunPlan = config["plan"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    device = ray.train.torch.get_device()
+    if device.type == "cpu":
+        torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
+
+    torch.manual_seed(cfg.seed)  # same init on every rank (DDP also broadcasts rank 0's)
+    model = build_model(cfg, plan)
+    optimizer = build_optimizer(cfg, model)
+    scheduler = build_scheduler(cfg, optimizer, plan.total_steps)
+    start_epoch, step, history = 1, 0, []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            _check_resumable(cfg, d)
+            state = ckpt.load_state(d)
+            history = ckpt.read_history(f"{d}/{ckpt.HISTORY_FILE}")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, step = state["epoch"] + 1, state["step"]
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    raw = model
+    model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
+    _move_optimizer_state(optimizer, device)
+
+    transform = batch_transform(plan.index, cfg.normalization, cfg.augment_spec(), device, cfg.seed)
+    generators = {"augment": transform.generator}
+    domain_lut = torch.tensor(plan.domain_lut or [0], dtype=torch.long, device=device)
+    domain_key = "plate_id" if cfg.domain_label == "plate" else "experiment_id"
+    train_data = ray.train.get_dataset_shard(TRAIN_SPLIT)
+    eval_data = {s: ray.train.get_dataset_shard(names[rank] if len(names) > 1 else names[0])
+                 for s, names in config["eval_datasets"].items()}
+    n_types = len(plan.cell_types)
+
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        seed_epoch(cfg.seed, epoch, rank, generators)
+        model.train()
+        sums = torch.zeros(6, dtype=torch.float64, device=device)
+        lam, taken = 0.0, 0
+        started = time.perf_counter()
+        shuffle_seed = derive_seed(cfg.seed, epoch, rank, 100) % 2**32 if cfg.shuffle_buffer else None
+        batches = train_data.iter_torch_batches(
+            batch_size=cfg.batch_size, drop_last=True, prefetch_batches=2,
+            local_shuffle_buffer_size=cfg.shuffle_buffer or None, local_shuffle_seed=shuffle_seed)
+        for batch in batches:
+            if taken == plan.steps_per_epoch:
+                break
+            lam = lambda_at(cfg, step, plan.total_steps)
+            raw.set_lambda(lam)
+            labels = batch["label"].to(device)
+            x = transform(batch["image"], batch["experiment_id"], batch["plate_id"], train=True)
+            if device.type == "cuda":
+                x = x.contiguous(memory_format=torch.channels_last)
+            domains = domain_lut[batch[domain_key].to(device)] if cfg.method == "dann" else None
+            out = train_step(model, optimizer, scheduler, x, labels, domains, cfg, device)
+            n = len(labels)
+            sums += torch.stack([out.loss.double() * n, out.label_loss.double() * n,
+                                 out.domain_loss.double() * n, out.correct.double(),
+                                 out.domain_correct.double(), torch.tensor(float(n), device=device,
+                                                                           dtype=torch.float64)])
+            step += 1
+            taken += 1
+        sums = all_reduce(sums)  # waits for this worker's last step too
+        train_s = float(all_reduce(torch.tensor(time.perf_counter() - started), op="max"))
+
+        final = epoch == cfg.epochs
+        eval_started = time.perf_counter()
+        evals = {s: evaluate(raw, it.iter_torch_batches(batch_size=cfg.batch_size, prefetch_batches=2),
+                             transform, n_types, device, collect=final and s in EMBEDDING_SPLITS)
+                 for s, it in eval_data.items()}
+        metrics = _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
+        metrics["eval_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - eval_started), op="max"))
+        metrics["epoch_time_s"] = train_s + metrics["eval_time_s"]
+        history.append(ckpt.json_safe(metrics))
+        parts = {s: all_gather_objects(evals[s].embeddings) for s in EMBEDDING_SPLITS} if final else {}
+
+        with tempfile.TemporaryDirectory(prefix="rxsweep-ckpt-") as tmp:
+            checkpoint = None
+            if rank == 0:
+                ckpt.save_checkpoint(tmp, model=raw, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                                     step=step, rng=ckpt.rng_state(generators), config_yaml=cfg.to_yaml(),
+                                     history=history)
+                if final:
+                    table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw))
+                    write_embeddings(table, f"{tmp}/{ckpt.EMBEDDINGS_FILE}")
+                checkpoint = ray.train.Checkpoint.from_directory(tmp)
+            ray.train.report(metrics, checkpoint=checkpoint,
+                             checkpoint_dir_name=ckpt.checkpoint_dir_name(epoch))
+
+
+def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer) -> dict:
+    loss, label_loss, dom_loss, correct, dom_correct, n = sums.cpu().tolist()
+    dann = cfg.method == "dann"
+    metrics = {
+        "epoch": epoch, "step": step,
+        "train_loss": loss / n, "label_loss": label_loss / n,
+        "domain_loss": dom_loss / n if dann else math.nan,
+        "train_acc": correct / n, "domain_acc": dom_correct / n if dann else math.nan,
+        "lambda": lam, "lr": optimizer.param_groups[0]["lr"],
+    }
+    for split in EVAL_SPLITS:
+        metrics.update(eval_metrics(split, all_reduce(evals[split].sums), plan.cell_types))
+    metrics["images_per_s"] = n / train_s if train_s > 0 else math.nan
+    metrics["train_time_s"] = train_s
+    return metrics
+
+
+def _check_resumable(cfg: TrainConfig, directory: str) -> None:
+    saved = TrainConfig.from_yaml(f"{directory}/{ckpt.CONFIG_FILE}")
+    changed = {k: v for k, v in saved.diff(cfg).items() if k not in RESUMABLE_CHANGES}
+    if changed:
+        detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
+        raise ConfigError(f"the checkpoint to resume from was trained with another config ({detail}); "
+                          "give this run another name or restore those values")
+
+
+def _move_optimizer_state(optimizer, device: torch.device) -> None:
+    for state in optimizer.state.values():
+        for k, v in state.items():
+            if torch.is_tensor(v) and k != "step":
+                state[k] = v.to(device)

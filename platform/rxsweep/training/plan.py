@@ -1,0 +1,121 @@
+"""Preflight: everything about a run that can be checked before Ray or any worker starts.
+
+:func:`preflight` opens the shard index (no images read), assigns the splits, and checks the config
+against the data: channel count, crop size, normalisation statistics, non-empty splits, enough
+domains for DANN, at least one step per epoch, the backbone and pretrained file. What it returns,
+a :class:`RunPlan`, is all a worker needs besides the config: the index, the domain id mapping, the
+step counts. Every failure is a :class:`ConfigError` that says what to change.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+
+from rxsweep.data.stream import ShardIndex, batch_transform, open_shards, with_splits
+from rxsweep.models.registry import BACKBONES
+from rxsweep.training.config import ConfigError, TrainConfig
+
+#: Splits a run reads. 'val' = training-domain holdout; the two held-out splits are experiments the
+#: model never trains on ('heldout_test' is reported only, never used to choose anything).
+TRAIN_SPLIT = "train"
+EVAL_SPLITS = ("val", "heldout_val", "heldout_test")
+EMBEDDING_SPLITS = ("heldout_val", "heldout_test")
+
+_SPLIT_FIX = {
+    "train": "hold out fewer experiments (n_val_per_cell_type / n_test_per_cell_type or the explicit lists)",
+    "val": "raise holdout_fraction above 0",
+    "heldout_val": "set n_val_per_cell_type >= 1 or list val_experiments",
+    "heldout_test": "set n_test_per_cell_type >= 1 or list test_experiments",
+}
+
+
+@dataclass
+class RunPlan:
+    """What preflight learned; passed to every worker with the config."""
+    index: ShardIndex  # with the `split` column
+    in_channels: int
+    input_size: int  # edge of the model input (after the crop)
+    n_classes: int
+    split_sizes: dict[str, int]
+    domain_lut: list[int]  # stream id (experiment_id | plate_id) -> domain index; -1: not a training domain
+    domain_names: list[str]
+    steps_per_epoch: int  # per worker (every worker takes the same number of steps)
+    total_steps: int  # steps_per_epoch x epochs: the denominator of training progress p
+    backbone_kwargs: dict  # extra create_backbone arguments (ViT's img_size)
+
+    @property
+    def n_domains(self) -> int:
+        return len(self.domain_names)
+
+    @property
+    def cell_types(self) -> list[str]:
+        return list(self.index.cell_types)
+
+
+def preflight(cfg: TrainConfig, shards_dir: str | Path) -> RunPlan:
+    """Check ``cfg`` against the shards in ``shards_dir``; raise ConfigError naming the fix."""
+    try:
+        index = open_shards(shards_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--data {shards_dir}: {e}") from None
+
+    channels = index.n_channels
+    if cfg.in_channels is not None and cfg.in_channels != channels:
+        raise ConfigError(
+            f"in_channels={cfg.in_channels}, but the shards in {index.root} hold {channels}-channel "
+            f"images; set in_channels: {channels} or remove it (null reads it from the shards)")
+    if cfg.crop is not None and cfg.crop > index.image_size:
+        raise ConfigError(f"crop={cfg.crop} is larger than the shards' {index.image_size}px images; "
+                          f"set crop <= {index.image_size} or null")
+    if cfg.pretrained_weights is not None and not Path(cfg.pretrained_weights).is_file():
+        raise ConfigError(f"pretrained_weights {cfg.pretrained_weights!r} is not a file")
+    if cfg.backbone not in BACKBONES:  # the config checks this too; a registry may change
+        raise ConfigError(f"unknown backbone {cfg.backbone!r}; known: {BACKBONES.names()}")
+    try:
+        batch_transform(index, cfg.normalization, cfg.augment_spec())  # statistics present?
+    except ValueError as e:
+        raise ConfigError(f"normalization={cfg.normalization!r}: {e}") from None
+
+    try:
+        with_splits(index, cfg.split_spec())
+    except ValueError as e:
+        raise ConfigError(f"splits: {e}") from None
+    sizes = index.table["split"].value_counts().to_dict()
+    split_sizes = {s: int(sizes.get(s, 0)) for s in (TRAIN_SPLIT, *EVAL_SPLITS)}
+    for split, n in split_sizes.items():
+        if n == 0:
+            raise ConfigError(f"split {split!r} has no sites with these settings; {_SPLIT_FIX[split]}")
+
+    train = index.table[index.table["split"] == TRAIN_SPLIT]
+    if cfg.domain_label == "experiment":
+        names = sorted(train["experiment"].unique())
+        lut = [names.index(e) if e in names else -1 for e in index.experiments]
+    elif cfg.domain_label == "plate":
+        keys = sorted({(e, int(p)) for e, p in zip(train["experiment"], train["plate"])})
+        names = [f"{e}/{p}" for e, p in keys]
+        lut = [keys.index(k) if k in keys else -1 for k in index.plates]
+    else:
+        names, lut = [], []
+    if cfg.method == "dann" and len(names) < 2:
+        raise ConfigError(f"domain_label={cfg.domain_label!r} needs >= 2 training {cfg.domain_label}s, "
+                          f"the training split has {names}; use domain_label: none (ERM) or train on more")
+
+    per_worker = split_sizes[TRAIN_SPLIT] // cfg.num_workers
+    steps = per_worker // cfg.batch_size
+    if steps < 1:
+        raise ConfigError(
+            f"batch_size={cfg.batch_size} x num_workers={cfg.num_workers} is more than the "
+            f"{split_sizes[TRAIN_SPLIT]} training sites: no full batch per epoch; lower batch_size")
+    if cfg.max_steps_per_epoch is not None:
+        steps = min(steps, cfg.max_steps_per_epoch)
+
+    input_size = cfg.crop or index.image_size
+    kwargs = {}
+    if "img_size" in inspect.signature(BACKBONES.get(cfg.backbone)).parameters:
+        kwargs["img_size"] = input_size  # ViT: position grid for this input size
+    plan = RunPlan(index=index, in_channels=channels, input_size=input_size, n_classes=index.n_classes,
+                   split_sizes=split_sizes, domain_lut=lut, domain_names=names, steps_per_epoch=steps,
+                   total_steps=steps * cfg.epochs, backbone_kwargs=kwargs)
+    return plan

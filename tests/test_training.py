@@ -1,0 +1,306 @@
+"""Tests for rxsweep.training: config, preflight errors, DANN/ERM runs through Ray Train, resume.
+
+One local Ray instance and one tiny synthetic shard set (Kaggle layout, 6 channels, 64x64) are
+shared by the module. Most runs name their held-out experiments (one each, to keep evaluation
+short); the CLI run uses the default split (one validation and one test experiment a cell type).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from rxsweep.training import checkpointing as ckpt
+from rxsweep.training.components import lambda_at, lr_factor
+from rxsweep.training.config import ConfigError, TrainConfig, field_specs, hparam_specs
+from rxsweep.training.driver import METRICS_FILE, MetricsLog, train
+
+SPLIT = {"val_experiments": ["HUVEC-02"], "test_experiments": ["HEPG2-01"]}
+# Small heads and 6 steps an epoch keep a run to seconds of compute; the rest is the default.
+TINY = {**SPLIT, "epochs": 2, "batch_size": 16, "max_steps_per_epoch": 6, "embedding_dim": 64,
+        "domain_width": 256}
+TIMING = {"images_per_s", "train_time_s", "eval_time_s", "epoch_time_s"}
+EVERY_METRIC = {"epoch", "train_loss", "label_loss", "domain_loss", "train_acc", "domain_acc", "lambda",
+                "val_acc", "heldout_val_acc", "heldout_test_acc", "heldout_val_top5", "heldout_test_top5",
+                "heldout_val_acc/HUVEC", "heldout_test_acc/HEPG2", "images_per_s"}
+
+
+# --------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    ray.init(num_cpus=3, log_to_driver=False, include_dashboard=False)
+    from ray.data import DataContext
+
+    DataContext.get_current().enable_progress_bars = False
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory, ray_session) -> Path:
+    from rxsweep.data.ingest import ingest
+    from rxsweep.data.synth import generate
+
+    base = tmp_path_factory.mktemp("training-data")
+    root = generate(base / "raw", layout="kaggle", preset="tiny", seed=0)
+    ingest(root, base / "shards", progress=False)
+    return base / "shards"
+
+
+@pytest.fixture(scope="module")
+def dann_run(shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "dann"
+    final = train(shards, out, overrides=TINY, echo=False)
+    return out, final
+
+
+def history(run_dir: Path) -> list[dict]:
+    return ckpt.read_history(run_dir / METRICS_FILE)
+
+
+def untimed(m: dict) -> dict:
+    return {k: v for k, v in m.items() if k not in TIMING}
+
+
+# --------------------------------------------------------------------------- config (no Ray)
+
+def test_config_defaults_roundtrip(tmp_path):
+    cfg = TrainConfig()
+    assert cfg.method == "dann" and TrainConfig(domain_label="none").method == "erm"
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    assert TrainConfig.from_yaml(path) == cfg
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.with_overrides({"lr": 0.01}).lr == 0.01
+    assert cfg.with_overrides(val_experiments=["A"]).val_experiments == ("A",)
+
+
+def test_every_field_is_declared_with_help_and_hparams_have_a_domain():
+    specs = field_specs()
+    assert set(specs) == set(TrainConfig().to_dict())
+    for name, (default, spec) in specs.items():
+        assert spec.help, name
+    for name, (default, spec) in hparam_specs().items():
+        assert spec.choices is not None or (spec.low is not None and spec.high is not None), name
+    for name in ("seed", "num_workers", "cpus_per_worker", "gpus_per_worker", "epochs", "batch_size",
+                 "val_experiments", "test_experiments"):
+        assert not specs[name][1].searchable, name
+    for name in ("lambda_max", "lr", "domain_label", "lambda_schedule", "domain_lr_mult"):
+        assert specs[name][1].searchable, name
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"lrr": 0.1}, "unknown training config field 'lrr' (did you mean 'lr'?)"),
+    ({"lr": "fast"}, "lr must be a number"),
+    ({"epochs": 2.5}, "epochs must be an integer"),
+    ({"flip": "yes"}, "flip must be true/false"),
+    ({"val_experiments": "HUVEC-01"}, "val_experiments must be a list of str"),
+    ({"backbone": "resnet19"}, "backbone='resnet19' is not one of"),
+    ({"domain_label": "well"}, "domain_label='well' is not one of"),
+    ({"lambda_max": -1}, "lambda_max=-1.0 is out of range"),
+    ({"batch_size": 1}, "batch_size=1 is out of range"),
+])
+def test_config_rejects(values, message):
+    with pytest.raises(ConfigError) as e:
+        TrainConfig.from_dict(values)
+    assert message in str(e.value)
+
+
+def test_yaml_errors_name_the_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("lr: 0.1\nmomentun: 0.9\n")
+    with pytest.raises(ConfigError,
+                       match=r"bad.yaml: unknown training config field 'momentun' \(did you mean 'momentum'"):
+        TrainConfig.from_yaml(path)
+
+
+def test_lr_and_lambda_schedules():
+    assert lr_factor(0, 100, 0.1) == pytest.approx(0.1)
+    assert lr_factor(9, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_factor(100, 100, 0.1) == pytest.approx(0.0)
+    assert lambda_at(TrainConfig(domain_label="none"), 50, 100) == 0.0
+    assert lambda_at(TrainConfig(lambda_schedule="step", lambda_max=2.0), 50, 100) == 2.0
+    assert lambda_at(TrainConfig(), 0, 100) == 0.0
+
+
+def test_rng_state_survives_weights_only(tmp_path):
+    g = torch.Generator().manual_seed(3)
+    state = ckpt.rng_state({"augment": g})
+    torch.save(state, tmp_path / "rng.pt")
+    expected = (torch.rand(3), torch.rand(2, generator=g))
+    import numpy as np
+    import random
+    expected_np, expected_py = np.random.rand(), random.random()
+    ckpt.set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True), {"augment": g})
+    assert torch.equal(torch.rand(3), expected[0]) and torch.equal(torch.rand(2, generator=g), expected[1])
+    assert np.random.rand() == expected_np and random.random() == expected_py
+
+
+def test_metrics_log_keeps_each_epoch_once(tmp_path):
+    log = MetricsLog(str(tmp_path))
+    for epoch in (1, 2, 2, 3):  # epoch 2 repeated, as after a restart
+        log.after_report(None, [{"epoch": epoch, "x": float(epoch), "d": math.nan}], None)
+    rows = history(tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and rows[0]["d"] is None
+
+
+# --------------------------------------------------------------------------- preflight (no workers)
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lr_max": 1.0}, "unknown training config field 'lr_max'"),
+    ({"epochs": "two"}, "epochs must be an integer"),
+    ({"in_channels": 3}, "in_channels=3, but the shards in"),
+    ({"test_experiments": [], "n_test_per_cell_type": 0}, "split 'heldout_test' has no sites"),
+    ({"holdout_fraction": 0.0}, "split 'val' has no sites"),
+    ({"backbone": "resnet-18"}, "did you mean 'resnet18'?"),
+    ({"batch_size": 4096}, "no full batch per epoch"),
+    ({"val_experiments": [], "test_experiments": [], "n_val_per_cell_type": 2},
+     "splits: cell type HEPG2 has 3 labelled experiment(s) left: holding out 2 for val and 1 for test"),
+])
+def test_bad_config_fails_before_any_worker(shards, tmp_path, overrides, message):
+    out = tmp_path / "run"
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as e:
+        train(shards, out, overrides={**TINY, **overrides}, echo=False)
+    assert message in str(e.value)
+    assert time.perf_counter() - started < 10  # no Train worker group was started
+    assert not out.exists()
+
+
+# --------------------------------------------------------------------------- runs through Ray Train
+
+def test_dann_run_reports_every_metric(dann_run, shards):
+    out, final = dann_run
+    rows = history(out)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert EVERY_METRIC <= set(row), EVERY_METRIC - set(row)
+        assert row["domain_loss"] > 0 and 0 <= row["domain_acc"] <= 1 and row["lambda"] > 0
+        assert 0 <= row["heldout_val_acc"] <= row["heldout_val_top5"] <= 1
+        assert row["images_per_s"] > 0
+    assert untimed(final) == untimed(ckpt.json_safe(rows[-1]))
+    # RUN_DIR layout
+    assert TrainConfig.from_yaml(out / "config.yaml") == TrainConfig.from_dict(TINY)
+    assert json.loads((out / "result.json").read_text())["metrics"]["epoch"] == 2
+    last = out / ckpt.checkpoint_dir_name(2)
+    state = ckpt.load_state(last)
+    assert state["epoch"] == 2 and state["step"] == rows[-1]["step"] and "rng" in state
+    assert TrainConfig.from_yaml(last / ckpt.CONFIG_FILE) == TrainConfig.from_dict(TINY)
+    # held-out embeddings, in the final checkpoint and copied to RUN_DIR
+    table = pq.read_table(out / ckpt.EMBEDDINGS_FILE)
+    assert table.equals(pq.read_table(last / ckpt.EMBEDDINGS_FILE))
+    assert table.column_names == ["site_id", "well_id", "experiment", "plate", "cell_type", "split",
+                                  "label", "prediction", "embedding"]
+    frame = table.to_pandas()
+    assert set(frame["experiment"]) == {"HUVEC-02", "HEPG2-01"}
+    assert frame.groupby("split")["experiment"].first().to_dict() == {"heldout_val": "HUVEC-02",
+                                                                       "heldout_test": "HEPG2-01"}
+    assert len(frame) == frame["site_id"].nunique() == 144  # every held-out site exactly once
+    assert table.schema.field("embedding").type.list_size == 64
+    assert (frame["prediction"] == frame["label"]).mean() == pytest.approx(
+        (rows[-1]["heldout_val_acc"] + rows[-1]["heldout_test_acc"]) / 2)
+
+
+def test_erm_run_reports_every_metric(shards, tmp_path):
+    out = tmp_path / "erm"
+    final = train(shards, out, overrides={**TINY, "domain_label": "none"}, echo=False)
+    rows = history(out)
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert EVERY_METRIC <= set(row)
+        assert row["domain_loss"] is None and row["domain_acc"] is None and row["lambda"] == 0.0
+        assert row["train_loss"] == pytest.approx(row["label_loss"])
+    assert final["domain_loss"] is None  # NaN in Ray, null on disk
+    assert (out / ckpt.EMBEDDINGS_FILE).exists()
+
+
+def test_killed_run_resumes_at_epoch_2_with_the_same_metrics(shards, tmp_path, dann_run, ray_session, capsys):
+    """Kill the driver for real after its first checkpoint; the rerun must continue at epoch 2 and,
+    the loop being seeded per (seed, epoch, rank), reproduce the uninterrupted run's metrics."""
+    out = tmp_path / "killed"
+    script = textwrap.dedent(f"""
+        from rxsweep.training.driver import train
+        train({str(shards)!r}, {str(out)!r}, overrides={TINY!r})
+    """)
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    log = open(tmp_path / "killed.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    deadline = time.monotonic() + 180
+    try:
+        while not [r for r in history(out) if r["epoch"] == 1]:
+            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no first checkpoint within 180 s"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    assert [r["epoch"] for r in history(out)] == [1], "the run got past epoch 1 before the kill"
+    assert (out / ckpt.checkpoint_dir_name(1) / ckpt.STATE_FILE).exists()
+    assert not (out / "result.json").exists()
+
+    capsys.readouterr()
+    train(shards, out, overrides=TINY)
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch=")]
+    assert [line.split()[0] for line in printed] == ["epoch=2/2"]  # resumed, not restarted
+    rows = history(out)
+    assert [r["epoch"] for r in rows] == [1, 2]  # each epoch exactly once
+    reference = history(dann_run[0])
+    assert [untimed(r) for r in rows] == [untimed(r) for r in reference]  # same seed, same metrics
+
+
+def test_completed_run_is_not_redone_and_other_config_is_refused(dann_run, shards):
+    out, final = dann_run
+    assert untimed(train(shards, out, overrides=TINY, echo=False)) == untimed(ckpt.json_safe(final))
+    with pytest.raises(ConfigError, match="holds a run with another config"):
+        train(shards, out, overrides={**TINY, "lr": 0.01}, echo=False)
+
+
+# --------------------------------------------------------------------------- the `rxsweep train` command
+
+def test_cli_train_parses_typed_overrides_and_uses_the_default_split(shards, tmp_path, capsys):
+    from rxsweep.cli import main
+
+    out = tmp_path / "cli"
+    sets = ["epochs=1", "batch_size=16", "max_steps_per_epoch=4", "embedding_dim=32", "lr=3e-3",
+            "flip=false", "domain_label=plate"]
+    assert main(["train", "--data", str(shards), "--out", str(out), *[a for s in sets for a in ("--set", s)]]) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch=")]
+    assert len(printed) == 1 and printed[0].startswith("epoch=1/1 train_loss=")
+    cfg = TrainConfig.from_yaml(out / "config.yaml")
+    assert (cfg.lr, cfg.flip, cfg.domain_label, cfg.embedding_dim) == (3e-3, False, "plate", 32)
+    # default split: one held-out validation and one test experiment per cell type (4 each)
+    frame = pq.read_table(out / ckpt.EMBEDDINGS_FILE).to_pandas()
+    per_split = frame.groupby("split")["experiment"].nunique().to_dict()
+    assert per_split == {"heldout_test": 4, "heldout_val": 4}
+    assert frame.groupby("split")["cell_type"].nunique().to_dict() == {"heldout_test": 4, "heldout_val": 4}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "lr=fast"], "lr must be a number"),
+    (["--set", "lr"], "--set expects KEY=VALUE, got 'lr'"),
+    (["--set", "val_experiments=[HUVEC-01"], "--set val_experiments: '[HUVEC-01' is not a YAML value"),
+    (["--config", "missing.yaml"], "missing.yaml"),
+])
+def test_cli_train_bad_input_is_one_line_and_exit_2(shards, tmp_path, capsys, argv, message):
+    from rxsweep.cli import main
+
+    assert main(["train", "--data", str(shards), "--out", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rxsweep train: error: ") and message in err and "Traceback" not in err
