@@ -17,6 +17,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
@@ -204,9 +205,13 @@ def test_dann_run_reports_every_metric(dann_run, shards):
     # held-out embeddings, in the final checkpoint and copied to RUN_DIR
     table = pq.read_table(out / ckpt.EMBEDDINGS_FILE)
     assert table.equals(pq.read_table(last / ckpt.EMBEDDINGS_FILE))
-    assert table.column_names == ["site_id", "well_id", "experiment", "plate", "cell_type", "split",
-                                  "label", "prediction", "embedding"]
+    assert table.column_names == ["site_id", "well_id", "experiment", "plate", "well", "cell_type",
+                                  "well_type", "split", "label", "prediction", "embedding", "log_probs"]
     frame = table.to_pandas()
+    log_probs = np.stack(frame["log_probs"]).astype(np.float32)
+    assert log_probs.shape == (len(frame), 24)  # tiny: 24 classes
+    assert np.allclose(np.exp(log_probs).sum(axis=1), 1.0, atol=0.02)  # float16 log-softmax
+    assert (log_probs.argmax(axis=1) == frame["prediction"]).mean() > 0.95  # up to float16 ties
     assert set(frame["experiment"]) == {"HUVEC-02", "HEPG2-01"}
     assert frame.groupby("split")["experiment"].first().to_dict() == {"heldout_val": "HUVEC-02",
                                                                        "heldout_test": "HEPG2-01"}

@@ -154,8 +154,9 @@ def _run_ray(out: Path, pending: list[str], root: str, native: int, image_size: 
              progress: bool) -> None:
     import ray
 
-    if not ray.is_initialized():
-        ray.init(log_to_driver=False)
+    from rxsweep.cluster import init_ray
+
+    init_ray()
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = progress
     plan_file = str(out / "plan.parquet")

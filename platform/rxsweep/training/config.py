@@ -43,6 +43,9 @@ class Spec:
     log: bool = False  # search low..high on a log scale
     minimum: Optional[float] = None  # legal range, when wider than the search domain
     maximum: Optional[float] = None
+    #: ((field, allowed values), ...): the value only matters when every named field holds one of
+    #: its allowed values (e.g. λ settings need a domain head); a sweep samples it only then.
+    when: tuple[tuple[str, tuple], ...] = ()
 
     @property
     def legal(self) -> tuple[Optional[float], Optional[float]]:
@@ -51,11 +54,17 @@ class Spec:
 
 
 def hparam(default, help: str, *, choices=None, low=None, high=None, log=False, minimum=None,
-           maximum=None):
+           maximum=None, when: dict | None = None):
     """A searchable hyperparameter: default, what it means, its natural search domain (choices, or
-    low..high, maybe log-scaled). The legal range is low..high unless minimum/maximum widen it."""
-    spec = Spec(help, True, _tuple(choices), low, high, log, minimum, maximum)
+    low..high, maybe log-scaled). The legal range is low..high unless minimum/maximum widen it.
+    ``when``: {field: allowed values} under which the value is used at all (see Spec.when)."""
+    conditions = tuple((k, tuple(v)) for k, v in (when or {}).items())
+    spec = Spec(help, True, _tuple(choices), low, high, log, minimum, maximum, conditions)
     return field(default=default, metadata={"spec": spec})
+
+
+#: Conditions shared by several hyperparameters.
+DANN_ONLY = {"domain_label": ("experiment", "plate")}
 
 
 def setting(default, help: str, *, choices=None, low=None, high=None):
@@ -82,26 +91,26 @@ class TrainConfig:
         "experiment", "what the domain head predicts: experiment | plate; none = ERM (no domain head)",
         choices=DOMAIN_LABELS)
     lambda_schedule: str = hparam("ganin", "GRL strength over training progress p in [0, 1]",
-                                  choices=list_schedules())
+                                  choices=list_schedules(), when=DANN_ONLY)
     lambda_max: float = hparam(1.0, "GRL strength the schedule rises to", low=0.01, high=10.0, log=True,
-                             minimum=0.0, maximum=100.0)
+                             minimum=0.0, maximum=100.0, when=DANN_ONLY)
     lambda_gamma: float = hparam(10.0, "steepness of the 'ganin' schedule", low=1.0, high=30.0,
-                                 minimum=1e-3, maximum=100.0)
+                                 minimum=1e-3, maximum=100.0, when={"lambda_schedule": ("ganin",)})
     lambda_warmup: float = hparam(0.25, "'linear' schedule: progress at which λ reaches lambda_max",
-                                  low=0.0, high=1.0)
+                                  low=0.0, high=1.0, when={"lambda_schedule": ("linear",)})
     lambda_p0: float = hparam(0.5, "'step' schedule: progress at which λ jumps to lambda_max",
-                              low=0.0, high=1.0)
+                              low=0.0, high=1.0, when={"lambda_schedule": ("step",)})
     domain_width: int = hparam(1024, "hidden units of each domain-head layer",
-                               choices=(256, 512, 1024), low=1)
+                               choices=(256, 512, 1024), low=1, when=DANN_ONLY)
     domain_depth: int = hparam(2, "hidden layers of the domain head (0 = linear)", low=0, high=3,
-                               maximum=8)
+                               maximum=8, when=DANN_ONLY)
     domain_dropout: float = hparam(0.5, "dropout after each domain-head hidden layer", low=0.0, high=0.7,
-                                  maximum=0.95)
+                                  maximum=0.95, when=DANN_ONLY)
     domain_lr_mult: float = hparam(1.0, "domain head learning rate = lr x this", low=0.1, high=10.0, log=True,
-                                 minimum=0.0, maximum=100.0)
+                                 minimum=0.0, maximum=100.0, when=DANN_ONLY)
     env_label_smoothing: float = hparam(
         0.0, "environment label smoothing of the domain loss (Zhang et al. 2023)", low=0.0, high=0.5,
-        maximum=0.95)
+        maximum=0.95, when=DANN_ONLY)
     # ---------------------------------------------------------------------------- optimisation
     optimizer: str = hparam("adamw", "adamw | sgd (Nesterov momentum)", choices=("adamw", "sgd"))
     lr: float = hparam(1e-3, "peak learning rate (after warm-up, before cosine decay)",
@@ -110,7 +119,7 @@ class TrainConfig:
                                  low=1e-6, high=0.1, log=True,
                                  minimum=0.0, maximum=1.0)
     momentum: float = hparam(0.9, "SGD momentum (ignored by AdamW)", low=0.5, high=0.99,
-                             minimum=0.0, maximum=0.999)
+                             minimum=0.0, maximum=0.999, when={"optimizer": ("sgd",)})
     warmup_fraction: float = hparam(0.1, "share of all steps spent warming the lr up linearly from 0",
                                     low=0.0, high=0.5, maximum=0.9)
     label_smoothing: float = hparam(0.0, "label smoothing of the siRNA loss", low=0.0, high=0.3,

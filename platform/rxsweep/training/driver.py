@@ -28,7 +28,7 @@ import shutil
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
 from ray.train import UserCallback
 
@@ -80,18 +80,20 @@ def build_datasets(cfg: TrainConfig, plan: RunPlan) -> tuple[dict, dict[str, lis
 
 @contextlib.contextmanager
 def _parquet_datasource_v1():
-    """Plan the reads with Ray Data's V1 Parquet datasource. Measured here (Ray 2.60, 2 cores):
-    V2's ListFiles step sits ~5 s idle before reading 44 local shard files (7-12 s a split, vs
-    ~1.2 s with V1), for every split of every run. Scoped to the reads planned in this module."""
+    """Plan the reads with Ray Data's V1 Parquet datasource, without progress bars. Measured here
+    (Ray 2.60, 2 cores): V2's ListFiles step sits ~5 s idle before reading 44 local shard files
+    (7-12 s a split, vs ~1.2 s with V1), for every split of every run. Progress is one line an
+    epoch (Tune's table in a sweep): bars from every read would flood the logs. Scoped to the reads
+    planned in this module."""
     from ray.data import DataContext
 
     ctx = DataContext.get_current()
-    before = ctx.use_datasource_v2
-    ctx.use_datasource_v2 = False
+    before = ctx.use_datasource_v2, ctx.enable_progress_bars
+    ctx.use_datasource_v2, ctx.enable_progress_bars = False, False
     try:
         yield
     finally:
-        ctx.use_datasource_v2 = before
+        ctx.use_datasource_v2, ctx.enable_progress_bars = before
 
 
 class MetricsLog(UserCallback):
@@ -115,32 +117,50 @@ class MetricsLog(UserCallback):
         pass
 
 
+#: Ray Train controller settings rxsweep changes, unless the environment already sets them.
+#: Measured here (Ray 2.60, 2 cores, a 1-worker run of 2 reports): fit() took 13.9 s with Ray's
+#: defaults and 6.7-7.8 s with these. The controller polls its workers every 2 s by default, so
+#: each report and the end of the run wait ~1 s on average; the preemption watcher (for spot
+#: nodes that announce their shutdown) is one more actor process to start for every run. Set
+#: RAY_TRAIN_ENABLE_PREEMPTION_WATCHER=1 on clusters of spot instances.
+CONTROLLER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
+
 def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | Path, name: str,
-                  callbacks: Iterable = (), plan: Optional[RunPlan] = None):
+                  callbacks: Iterable = (), plan: Optional[RunPlan] = None,
+                  datasets: Optional[tuple[dict, dict[str, list[str]]]] = None, max_failures: int = 0,
+                  end_of_run_scores: Optional[Callable] = None):
     """A TorchTrainer for one run (Ray must be initialised; preflight runs first if no ``plan``).
 
     Checkpoints and metrics.jsonl go to ``storage_path/name`` (a local path for metrics.jsonl);
     the same name and storage_path resume the run. ``callbacks``: extra Ray Train UserCallbacks.
+    ``datasets``: what :func:`build_datasets` returns, when several runs share one (a sweep).
+    ``max_failures``: worker-group restarts from the last checkpoint after a worker dies.
+    ``end_of_run_scores``: a picklable function of the final embeddings table (pyarrow) returning
+    metrics to add to the last epoch's report (the sweep passes the batch-mixing scores).
     """
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from rxsweep.training.loop import train_loop_per_worker
 
+    for key, value in CONTROLLER_ENV.items():  # read by the controller Ray Train starts for fit()
+        os.environ.setdefault(key, value)
     plan = plan or preflight(cfg, shards_dir)
-    datasets, eval_names = build_datasets(cfg, plan)
+    datasets, eval_names = datasets or build_datasets(cfg, plan)
     run_dir = Path(storage_path) / name
     run_config = RunConfig(
         name=name, storage_path=str(storage_path),
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
-        failure_config=FailureConfig(max_failures=0),
+        failure_config=FailureConfig(max_failures=max_failures),
         # metrics.jsonl is written by the controller, on the driver's node: local storage only.
         callbacks=[*([] if "://" in str(storage_path) else [MetricsLog(str(run_dir))]), *callbacks],
     )
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "plan": plan, "eval_datasets": eval_names},
+        train_loop_config={"cfg": cfg.to_dict(), "plan": plan, "eval_datasets": eval_names,
+                           "end_of_run_scores": end_of_run_scores},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
@@ -187,14 +207,10 @@ def train(data: str | Path, out: str | Path, config: str | Path | TrainConfig | 
         _say(echo, f"{out} holds a completed run; final metrics in {out / RESULT_FILE}")
         return result["metrics"]
 
-    import ray
+    from rxsweep.cluster import init_ray
 
-    if not ray.is_initialized():
-        if os.environ.get("RAY_ADDRESS"):  # e.g. under `ray job submit`: join that cluster
-            ray.init(log_to_driver=False)
-        else:  # a local Ray big enough for the workers plus Ray Data's tasks
-            need = int(cfg.num_workers * cfg.cpus_per_worker + 1.999)
-            ray.init(num_cpus=max(os.cpu_count() or 1, need), log_to_driver=False, include_dashboard=False)
+    # A local Ray big enough for the workers plus Ray Data's tasks.
+    init_ray(num_cpus=max(os.cpu_count() or 1, int(cfg.num_workers * cfg.cpus_per_worker + 1.999)))
     trainer = build_trainer(cfg, data, out.parent, out.name, plan=plan)
     printer = _Printer(out / METRICS_FILE, cfg.epochs, echo)
     printer.start()

@@ -43,6 +43,10 @@ def all_gather_objects(obj) -> list:
     return out
 
 
+#: Per-row arrays an evaluation pass keeps when asked to collect (see embeddings.py).
+COLLECTED = ("site_index", "label", "prediction", "embedding", "log_probs")
+
+
 @dataclass
 class EvalResult:
     sums: torch.Tensor  # [4 + 2K]: loss, top1, top5, count, then K correct and K counts by cell type
@@ -54,12 +58,14 @@ def evaluate(model, batches, transform, n_cell_types: int, device: torch.device,
              collect: bool = False) -> EvalResult:
     """One pass over ``batches`` (dicts from iter_torch_batches) in eval mode, without augmentation.
 
-    ``collect``: also keep site_index, label, prediction and embedding of every row (CPU numpy).
+    ``collect``: also keep site_index, label, prediction, embedding and the log-softmax of the
+    logits (float16: enough for argmax, top-k and the plate assignment; half the bytes) of every
+    row, as CPU numpy arrays.
     """
     model.eval()
     head = torch.zeros(4, dtype=torch.float64, device=device)
     by_type = torch.zeros(2, n_cell_types, dtype=torch.float64, device=device)
-    kept: dict[str, list[np.ndarray]] = {k: [] for k in ("site_index", "label", "prediction", "embedding")}
+    kept: dict[str, list[np.ndarray]] = {k: [] for k in COLLECTED}
     for batch in batches:
         labels = batch["label"].to(device)
         cell = batch["cell_type_id"].to(device)
@@ -83,16 +89,22 @@ def evaluate(model, batches, transform, n_cell_types: int, device: torch.device,
             kept["label"].append(batch["label"].cpu().numpy())
             kept["prediction"].append(top[:, 0].cpu().numpy())
             kept["embedding"].append(out["embedding"].float().cpu().numpy())
+            kept["log_probs"].append(F.log_softmax(logits, dim=1).to(torch.float16).cpu().numpy())
     embeddings = {}
     if collect:
         embeddings = {k: np.concatenate(v) if v else np.zeros((0,), np.int64) for k, v in kept.items()}
         if not kept["embedding"]:
             embeddings["embedding"] = np.zeros((0, model_embedding_dim(model)), np.float32)
+            embeddings["log_probs"] = np.zeros((0, model_n_classes(model)), np.float16)
     return EvalResult(torch.cat([head, by_type.flatten()]), embeddings)
 
 
 def model_embedding_dim(model) -> int:
     return int(getattr(model, "module", model).embedding_dim)
+
+
+def model_n_classes(model) -> int:
+    return int(getattr(model, "module", model).label_head.out_features)
 
 
 def eval_metrics(prefix: str, sums: torch.Tensor, cell_types: list[str]) -> dict[str, float]:

@@ -30,7 +30,7 @@ from rxsweep.training.components import (build_model, build_optimizer, build_sch
 from rxsweep.training.config import ConfigError, TrainConfig
 from rxsweep.training.embeddings import embeddings_table, write_embeddings
 from rxsweep.training.evaluate import (all_gather_objects, all_reduce, eval_metrics, evaluate,
-                                       model_embedding_dim)
+                                       model_embedding_dim, model_n_classes)
 from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, RunPlan
 
 #: Config fields that may change between a run and its resumption (they don't shape the state).
@@ -54,7 +54,12 @@ def seed_epoch(seed: int, epoch: int, rank: int, generators: dict[str, torch.Gen
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: {"cfg": TrainConfig.to_dict(), "plan": RunPlan,
-    "eval_datasets": {split: [dataset name of rank r, ...]}}."""
+    "eval_datasets": {split: [dataset name of rank r, ...]}, "end_of_run_scores": None or a
+    function of the final embeddings table returning extra metrics for the last epoch's report}.
+
+    The end-of-run scores go into the last epoch's own report (rank 0's, which is what Ray
+    Train's callbacks and Tune see), not a later one: a scheduler may end a trial as soon as
+    its last epoch is reported."""
     cfg = TrainConfig.from_dict(config["cfg"])
     plan: RunPlan = config["plan"]
     ctx = ray.train.get_context()
@@ -138,12 +143,16 @@ def train_loop_per_worker(config: dict) -> None:
         with tempfile.TemporaryDirectory(prefix="rxsweep-ckpt-") as tmp:
             checkpoint = None
             if rank == 0:
+                if final:
+                    table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw),
+                                             model_n_classes(raw))
+                    write_embeddings(table, f"{tmp}/{ckpt.EMBEDDINGS_FILE}")
+                    if config.get("end_of_run_scores"):  # e.g. batch mixing, for a sweep's objective
+                        metrics.update(config["end_of_run_scores"](table))
+                        history[-1] = ckpt.json_safe(metrics)
                 ckpt.save_checkpoint(tmp, model=raw, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                      step=step, rng=ckpt.rng_state(generators), config_yaml=cfg.to_yaml(),
                                      history=history)
-                if final:
-                    table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw))
-                    write_embeddings(table, f"{tmp}/{ckpt.EMBEDDINGS_FILE}")
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint,
                              checkpoint_dir_name=ckpt.checkpoint_dir_name(epoch))

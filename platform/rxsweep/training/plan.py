@@ -31,6 +31,14 @@ _SPLIT_FIX = {
 }
 
 
+def open_index(shards_dir: str | Path) -> ShardIndex:
+    """open_shards, with its errors worded for the --data argument."""
+    try:
+        return open_shards(shards_dir)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"--data {shards_dir}: {e}") from None
+
+
 @dataclass
 class RunPlan:
     """What preflight learned; passed to every worker with the config."""
@@ -54,12 +62,14 @@ class RunPlan:
         return list(self.index.cell_types)
 
 
-def preflight(cfg: TrainConfig, shards_dir: str | Path) -> RunPlan:
-    """Check ``cfg`` against the shards in ``shards_dir``; raise ConfigError naming the fix."""
-    try:
-        index = open_shards(shards_dir)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"--data {shards_dir}: {e}") from None
+def preflight(cfg: TrainConfig, shards_dir: str | Path, index: ShardIndex | None = None) -> RunPlan:
+    """Check ``cfg`` against the shards in ``shards_dir``; raise ConfigError naming the fix.
+
+    ``index``: the already opened shard index of ``shards_dir`` (a sweep checks many configs
+    against one data set); its split column is reassigned for ``cfg``.
+    """
+    if index is None:
+        index = open_index(shards_dir)
 
     channels = index.n_channels
     if cfg.in_channels is not None and cfg.in_channels != channels:
