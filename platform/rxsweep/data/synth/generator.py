@@ -8,10 +8,8 @@ write the tables -> write truth.json last, as the completion marker.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
 
@@ -152,11 +150,11 @@ def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
 def _run(tasks: list[PlateTask], workers: int) -> list[tuple]:
     """Run plate tasks, in-process for one worker, else in a process pool; results in task order.
 
-    Workers start by forkserver (spawn where there is none), not fork: callers such as Ray drivers
-    may have threads running. As with any spawn-style pool, the caller's __main__ must be
-    importable, so a script needs the usual `if __name__ == "__main__":` guard; code piped to
-    `python -` cannot start workers (use workers=1 there). A worker that dies raises
-    BrokenProcessPool here rather than hanging, which is why this is not a multiprocessing.Pool.
+    The pool is joblib's loky: its workers import what the tasks need and never re-run the
+    caller's __main__, so a plain script or a notebook can call generate() without an
+    `if __name__ == "__main__":` guard (multiprocessing's spawn and forkserver re-import the main
+    script in every worker). Workers are fresh processes, not forks: callers such as Ray drivers
+    may have threads running. A worker that dies raises an error here rather than hanging.
     """
     stats: list[tuple] = []
     if workers == 1 or len(tasks) == 1:
@@ -164,13 +162,10 @@ def _run(tasks: list[PlateTask], workers: int) -> list[tuple]:
             stats += run_plate(task)
             _progress(i + 1, len(tasks))
         return stats
-    if "forkserver" in mp.get_all_start_methods():
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["rxsweep.data.synth.job"])  # import numpy/scipy/PIL once
-    else:
-        ctx = mp.get_context("spawn")
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=ctx) as pool:
-        for i, rows in enumerate(pool.map(run_plate, tasks)):
-            stats += rows
-            _progress(i + 1, len(tasks))
+    from joblib import Parallel, delayed
+
+    parallel = Parallel(n_jobs=min(workers, len(tasks)), backend="loky", return_as="generator")
+    for i, rows in enumerate(parallel(delayed(run_plate)(task) for task in tasks)):
+        stats += rows
+        _progress(i + 1, len(tasks))
     return stats
