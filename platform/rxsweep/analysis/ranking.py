@@ -1,0 +1,142 @@
+"""Rank a sweep's trials by held-out validation accuracy and batch mixing (`rxsweep rank`).
+
+One row a trial: id, status, method, the searched hyperparameters, held-out validation accuracy
+(top-1, top-5, plate-constrained, replicate retrieval mAP), every batch-mixing score and their
+mean `mixing`, Pareto-front membership on (heldout_val_acc, mixing), and the aggregate rank:
+
+    rank = mean(rank of heldout_val_acc, rank of mixing)      ranks 1 = best, ties averaged
+
+over the trials that have both (trials stopped early or failed have no mixing and are listed
+below the ranked ones). Ranks, not min-max scaled values: a new trial with an extreme score does
+not rescale everyone else's. Held-out *test* accuracy is shown, never used to rank.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rxsweep.analysis.scoring import MIXING_KEYS, plate_design, read_embeddings, retention_scores
+from rxsweep.analysis.sweep_folder import Sweep, Trial, load_sweep
+
+#: The two objectives of the ranking and of the Pareto front, both better when higher.
+RANK_ON = ("heldout_val_acc", "mixing")
+FORMATS = ("table", "csv", "json", "markdown")
+RETENTION = ("heldout_val_top5", "heldout_val_plate_acc", "heldout_val_replicate_map")
+
+
+def rank_sweep(sweep: Sweep | str | Path, retention: bool = True) -> pd.DataFrame:
+    """The ranked table of a sweep (see the module docstring); `retention`: compute bio retention
+    from each completed trial's embeddings (the slow part, skip it for a quick look)."""
+    if not isinstance(sweep, Sweep):
+        sweep = load_sweep(sweep)
+    design = _design(sweep) if retention else None
+    rows = [_row(sweep, trial, design) for trial in sweep.trials]
+    columns = ["trial_id", "status", "method", "domain_label", *[p for p in sweep.params if p != "domain_label"],
+               "epochs", "heldout_val_acc", *RETENTION, *MIXING_KEYS, "heldout_test_acc"]
+    table = pd.DataFrame(rows).reindex(columns=columns) if rows else pd.DataFrame(columns=columns)
+    return add_ranks(table)
+
+
+def add_ranks(table: pd.DataFrame) -> pd.DataFrame:
+    """Add `pareto` and `rank`, sort best first (ranked trials, then the others by accuracy)."""
+    table = table.copy()
+    values = table[list(RANK_ON)].apply(pd.to_numeric, errors="coerce")
+    ranked = values.notna().all(axis=1)
+    ranks = values[ranked].rank(ascending=False, method="average")
+    table["rank"] = ranks.mean(axis=1).reindex(table.index)
+    table["pareto"] = False
+    table.loc[ranked, "pareto"] = pareto_front(values[ranked].to_numpy())
+    table["_acc"] = values["heldout_val_acc"]
+    table = table.sort_values(["rank", "_acc"], ascending=[True, False], na_position="last", kind="stable")
+    return table.drop(columns="_acc").reset_index(drop=True)
+
+
+def pareto_front(points: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows no other row dominates (all objectives maximised)."""
+    points = np.asarray(points, dtype=float)
+    mask = np.ones(len(points), dtype=bool)
+    for i, p in enumerate(points):
+        dominated = np.all(points >= p, axis=1) & np.any(points > p, axis=1)
+        mask[i] = not dominated.any()
+    return mask
+
+
+def _row(sweep: Sweep, trial: Trial, design: pd.DataFrame | None) -> dict:
+    last = trial.last
+    row = {"trial_id": trial.trial_id, "status": trial.status, "method": trial.method,
+           "domain_label": trial.config.get("domain_label"), "epochs": last.get("epoch", 0)}
+    row.update({p: trial.params.get(p) for p in sweep.params if p != "domain_label"})
+    for key in ("heldout_val_acc", "heldout_val_top5", "heldout_test_acc", *MIXING_KEYS):
+        value = last.get(key)
+        row[key] = math.nan if value is None else value
+    if design is not None and trial.embeddings is not None:
+        scores = retention_scores(read_embeddings(trial.embeddings), design)
+        row.update({k: v for k, v in scores.items() if k in RETENTION})
+    return row
+
+
+def _design(sweep: Sweep) -> pd.DataFrame | None:
+    """The training plates (plate groups, control labels) of the sweep's data and split."""
+    from rxsweep.data.stream import open_shards, with_splits
+    from rxsweep.training.config import TrainConfig
+
+    finished = [t for t in sweep.trials if t.embeddings is not None and t.config]
+    if not finished:
+        return None
+    try:
+        index = open_shards(sweep.meta["data"])
+    except (FileNotFoundError, ValueError, KeyError):
+        return None  # data moved: rank without the plate-constrained and retrieval columns
+    with_splits(index, TrainConfig.from_dict(finished[0].config).split_spec())
+    return plate_design(index.table)
+
+
+def format_table(table: pd.DataFrame, fmt: str = "table") -> str:
+    """The ranked table as a terminal table, CSV, JSON (records) or Markdown."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; known: {list(FORMATS)}")
+    if fmt == "csv":
+        return table.to_csv(index=False)
+    if fmt == "json":
+        records = table.astype(object).where(table.notna(), None).to_dict(orient="records")
+        return json.dumps(records, indent=2, default=_json_default) + "\n"
+    shown = _display(table)
+    if fmt == "markdown":
+        header = "| " + " | ".join(shown.columns) + " |"
+        rule = "|" + "|".join("---" for _ in shown.columns) + "|"
+        body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+        return "\n".join([header, rule, *body]) + "\n"
+    return shown.to_string(index=False) + "\n"
+
+
+def format_cell(value) -> str:
+    """A table cell as people read it: floats to 3 decimals (scientific when small), NaN and
+    None as '-', True as '*' (the Pareto column)."""
+    if isinstance(value, (bool, np.bool_)):
+        return "*" if value else ""
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.2e}" if 0 < abs(value) < 1e-2 else f"{value:.3f}"
+    return "-" if value is None else str(value)
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    shown = table.rename(columns={"pareto": "front", "mixing/silhouette_batch": "mixing/asw",
+                                  "mixing/graph_connectivity": "mixing/gc"})
+    return shown.apply(lambda column: column.map(format_cell))
+
+
+def _json_default(value):
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return None if math.isnan(value) else float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return str(value)
