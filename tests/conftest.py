@@ -24,3 +24,23 @@ def ray_local():
     ray.data.DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
+
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SPACE = REPO / "tests" / "spaces" / "tiny.yaml"
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory) -> Path:
+    """A real sweep, run once per session as a user runs it (`python jobs/sweep.py`, its own local
+    Ray, in a subprocess): 3 trials (ERM, DANN-plate, DANN-experiment) on the tiny synthetic set.
+    Returns the sweep folder; analysis tests read it, none writes into it."""
+    import subprocess
+
+    storage = tmp_path_factory.mktemp("sweep-storage")
+    done = subprocess.run([sys.executable, str(REPO / "jobs" / "sweep.py"), "--space", str(TINY_SPACE),
+                           "--storage", str(storage)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    sweep_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert sweep_dir.is_dir(), done.stdout[-3000:]
+    return sweep_dir

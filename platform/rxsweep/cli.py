@@ -38,6 +38,41 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from rxsweep.tuning.sweep import run_sweep
+
+    sweep_dir = run_sweep(args.space, args.data, storage=args.storage, name=args.name, resume=args.resume,
+                          num_samples=args.num_samples, max_concurrent=args.max_concurrent)
+    _print_ranking(sweep_dir, "table")
+    print(sweep_dir)
+    return 0
+
+
+def _rank(args: argparse.Namespace) -> int:
+    from rxsweep.analysis.ranking import format_table, rank_sweep
+
+    text = format_table(rank_sweep(args.sweep, retention=not args.quick), args.format)
+    if args.out:
+        args.out.write_text(text)
+        print(args.out)
+    else:
+        print(text, end="")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from rxsweep.analysis.report import write_report
+
+    print(write_report(args.sweep, args.out))
+    return 0
+
+
+def _print_ranking(sweep_dir: Path, fmt: str) -> None:
+    from rxsweep.analysis.ranking import format_table, rank_sweep
+
+    print(format_table(rank_sweep(sweep_dir), fmt), end="")
+
+
 def _parse_overrides(pairs: list[str] | None) -> dict:
     """`--set lr=0.01 --set val_experiments=[HUVEC-04]` -> {'lr': 0.01, 'val_experiments': ['HUVEC-04']}.
 
@@ -85,6 +120,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", type=Path, default=None, help="YAML file of TrainConfig fields")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
     train.set_defaults(handler=_train)
+
+    sweep = commands.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna")
+    sweep.add_argument("--space", required=True, type=Path, help="search space YAML (see search_spaces/)")
+    sweep.add_argument("--data", required=True, type=Path, help="shard folder from `rxsweep ingest`")
+    sweep.add_argument("--storage", type=Path, default=Path("results"), help="parent of the sweep folder")
+    sweep.add_argument("--name", default=None, help="sweep folder name (default: the space's name)")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument("--num-samples", type=int, default=None, help="override the space's num_samples")
+    sweep.add_argument("--max-concurrent", type=int, default=None,
+                       help="trials at once (default: what the cluster holds)")
+    sweep.set_defaults(handler=_sweep)
+
+    rank = commands.add_parser("rank", help="rank a sweep's trials (no Ray needed)")
+    rank.add_argument("sweep", type=Path, help="sweep folder")
+    rank.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    rank.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
+    rank.add_argument("--quick", action="store_true",
+                      help="skip the bio-retention columns (plate-constrained accuracy, retrieval)")
+    rank.set_defaults(handler=_rank)
+
+    report = commands.add_parser("report", help="write a sweep's self-contained HTML report")
+    report.add_argument("sweep", type=Path, help="sweep folder")
+    report.add_argument("--out", type=Path, default=None, help="HTML file (default: SWEEP/report.html)")
+    report.set_defaults(handler=_report)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""The embedded default dataset: synthetic RxRx1, generated and ingested once, reused afterwards."""
+"""Getting to shards: the embedded synthetic default, or any RxRx1 folder, ingested once."""
 
 from __future__ import annotations
 
@@ -22,4 +22,15 @@ def prepare_synthetic(storage: str | Path, preset: str = "tiny", layout: str = "
         return shards
     root = generate(storage / "data" / name, layout=layout, preset=preset, seed=seed)
     ingest(root, shards, progress=progress)
+    return shards
+
+
+def prepare_data(data: str | Path, storage: str | Path, progress: bool = True) -> Path:
+    """`data` if it is a shard folder (has manifest.json); else an RxRx1 folder (Kaggle, WILDS or
+    rxrx.ai layout), ingested once into STORAGE/shards/<its name> and that folder returned."""
+    data = Path(data).expanduser().resolve()
+    if (data / MANIFEST).exists():
+        return data
+    shards = Path(storage).expanduser().resolve() / "shards" / data.name
+    ingest(data, shards, progress=progress)
     return shards

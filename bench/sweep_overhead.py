@@ -1,0 +1,147 @@
+"""What a sweep costs beyond the training it runs, and what running trials side by side buys.
+
+    python bench/sweep_overhead.py [--trials 4] [--epochs 2] [--steps 12]
+
+Fixed work: every trial trains cnn-small on the tiny synthetic set (64x64x6) for EPOCHS epochs of
+STEPS steps, evaluates the training-domain holdout and the held-out experiments every epoch,
+writes a checkpoint every epoch and the held-out embeddings and batch-mixing scores at the end.
+Only the learning rate is searched (a log-uniform draw: it does not change the cost).
+
+- bare: the same work, trial after trial, in this process: the same train_step, evaluate,
+  checkpoint and end-of-run scores, on batches already in memory, one torch thread (what a
+  1-CPU trial gets). The baseline is timed before and after the sweeps and averaged.
+- sequential sweep: run_sweep with one trial at a time (Ray started beforehand, not timed).
+- concurrent sweep: the same trials, two at a time (two 1-CPU trials on this 2-core machine).
+
+Prints one JSON line: overhead_s_per_trial = (sequential sweep - trials x bare) / trials;
+concurrency_speedup = sequential / concurrent; and the raw times. Targets here: overhead <= 10 s
+a trial, speed-up >= 1.6.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+SPACE = """
+name: {name}
+objectives: [heldout_val_acc]
+num_samples: {trials}
+seed: 0
+scheduler: {{type: fifo}}
+resources: {{workers: 1, cpus_per_worker: 1}}
+fixed: {{epochs: {epochs}, batch_size: 32, max_steps_per_epoch: {steps}, embedding_dim: 64, domain_width: 128,
+        n_val_per_cell_type: 2, n_test_per_cell_type: 1, domain_label: experiment, keep_checkpoints: 2}}
+parameters:
+  lr: {{loguniform: [1.0e-3, 1.0e-2]}}
+"""
+
+
+def bare_trials(space, data: str, n: int, workdir: Path) -> float:
+    """Seconds for `n` trials' work run directly in this process (mean of the n)."""
+    from rxsweep.analysis.scoring import end_of_run_scores
+    from rxsweep.data.stream import batch_transform
+    from rxsweep.training import checkpointing as ckpt
+    from rxsweep.training.components import build_model, build_optimizer, build_scheduler, lambda_at, train_step
+    from rxsweep.training.driver import build_datasets
+    from rxsweep.training.embeddings import embeddings_table
+    from rxsweep.training.evaluate import evaluate, model_embedding_dim, model_n_classes
+    from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, preflight
+
+    cfg = space.trial_config({"lr": 3e-3})
+    plan = preflight(cfg, data)
+    datasets, _ = build_datasets(cfg, plan)
+    splits = {s: list(datasets[s].iter_torch_batches(batch_size=cfg.batch_size)) for s in (TRAIN_SPLIT, *EVAL_SPLITS)}
+    train = splits[TRAIN_SPLIT][:plan.steps_per_epoch]
+    device = torch.device("cpu")
+    lut = torch.tensor(plan.domain_lut)
+    started = time.perf_counter()
+    for trial in range(n):
+        torch.manual_seed(trial)
+        model = build_model(cfg, plan)
+        optimizer, scheduler = build_optimizer(cfg, model), build_scheduler(cfg, optimizer, plan.total_steps)
+        transform = batch_transform(plan.index, cfg.normalization, cfg.augment_spec(), device, cfg.seed)
+        step = 0
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            for batch in train:
+                model.set_lambda(lambda_at(cfg, step, plan.total_steps))
+                x = transform(batch["image"], batch["experiment_id"], batch["plate_id"], train=True)
+                train_step(model, optimizer, scheduler, x, batch["label"], lut[batch["experiment_id"]], cfg, device)
+                step += 1
+            final = epoch == cfg.epochs
+            evals = {s: evaluate(model, splits[s], transform, len(plan.cell_types), device,
+                                 collect=final and s in EMBEDDING_SPLITS) for s in EVAL_SPLITS}
+            folder = workdir / f"bare-{trial}-{epoch}"
+            folder.mkdir()
+            ckpt.save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
+                                 step=step, rng=ckpt.rng_state(), config_yaml=cfg.to_yaml(), history=[])
+            if final:
+                parts = {s: [evals[s].embeddings] for s in EMBEDDING_SPLITS}
+                end_of_run_scores(embeddings_table(parts, plan.index.table, model_embedding_dim(model),
+                                                   model_n_classes(model)))
+    return (time.perf_counter() - started) / n
+
+
+def timed_sweep(space_file: Path, data: str, storage: Path, name: str, concurrent: int) -> tuple[float, list]:
+    from rxsweep.analysis.sweep_folder import load_sweep
+    from rxsweep.tuning.sweep import run_sweep
+
+    started = time.perf_counter()
+    sweep_dir = run_sweep(space_file, data, storage=storage, name=name, max_concurrent=concurrent, echo=False)
+    wall = time.perf_counter() - started
+    trials = load_sweep(sweep_dir).trials
+    assert all(t.status == "completed" for t in trials), [(t.trial_id, t.status, t.error) for t in trials]
+    return wall, [sum(m["epoch_time_s"] for m in t.history) for t in trials]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=12, help="training steps an epoch")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+
+    import ray
+
+    from rxsweep.cluster import init_ray
+    from rxsweep.data.prepare import prepare_synthetic
+    from rxsweep.tuning.space import load_space
+
+    cache = Path(__file__).parent / ".cache"
+    data = str(prepare_synthetic(cache, preset="tiny", progress=False))
+    with tempfile.TemporaryDirectory(prefix="rxsweep-bench-") as tmp:
+        tmp = Path(tmp)
+        space_file = tmp / "space.yaml"
+        space_file.write_text(SPACE.format(name="overhead", trials=args.trials, epochs=args.epochs, steps=args.steps))
+        space = load_space(space_file)
+        ray_started = time.perf_counter()
+        init_ray(num_cpus=(os.cpu_count() or 1) + 1)
+        ray_start_s = time.perf_counter() - ray_started
+        before = bare_trials(space, data, args.trials, tmp)
+        sequential, work_seq = timed_sweep(space_file, data, tmp / "runs", "sequential", 1)
+        concurrent, _ = timed_sweep(space_file, data, tmp / "runs", "concurrent", 2)
+        after = bare_trials(space, data, args.trials, tmp / "runs")
+        ray.shutdown()
+    bare = (before + after) / 2
+    overhead = (sequential - args.trials * bare) / args.trials
+    print(json.dumps({
+        "bench": "sweep_overhead", "trials": args.trials, "epochs": args.epochs, "steps_per_epoch": args.steps,
+        "overhead_s_per_trial": round(overhead, 2), "concurrency_speedup": round(sequential / concurrent, 3),
+        "targets": {"overhead_s_per_trial": 10.0, "concurrency_speedup": 1.6},
+        "sweep_sequential_s": round(sequential, 1), "sweep_concurrent_s": round(concurrent, 1),
+        "bare_s_per_trial": round(bare, 2), "bare_runs_s": [round(before, 2), round(after, 2)],
+        "trial_epoch_time_s_mean": round(sum(work_seq) / len(work_seq), 2),
+        "ray_start_s": round(ray_start_s, 1), "cpus": os.cpu_count(),
+    }), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""A Tune callback (runs in the sweep driver) that keeps each trial's status.json current.
+
+Tune's own state is for Tune; status.json is for people and for `rxsweep rank`, which reads a
+running or finished sweep without Ray. A trial is `completed` when it reported its last
+epoch (the scheduler may end it right then: that is no early stop), `stopped` when the scheduler
+ended it before, `error` with the message.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ray.tune import Callback
+
+from rxsweep.tuning import layout
+
+
+class TrialStatusWriter(Callback):
+    def __init__(self, sweep_dir: str, epochs: int) -> None:
+        self.sweep_dir = sweep_dir
+        self.epochs = epochs
+
+    def _write(self, trial, status: str, **extra) -> None:
+        result = trial.last_result or {}
+        layout.write_json(layout.trial_dir(self.sweep_dir, trial.trial_id) / layout.STATUS_FILE, {
+            "trial_id": trial.trial_id, "status": status, "params": trial.config,
+            "last_epoch": result.get("epoch"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **extra,
+        })
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._write(trial, "running")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._write(trial, "running")
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        done = (trial.last_result or {}).get("epoch") == self.epochs
+        self._write(trial, "completed" if done else "stopped")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        error = trial.get_error() or "unknown error"
+        lines = [line for line in str(error).strip().splitlines() if line.strip()]
+        self._write(trial, "error", error=lines[-1] if lines else str(error), error_file=trial.error_file)

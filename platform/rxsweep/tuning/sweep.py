@@ -1,0 +1,216 @@
+"""Run a sweep: a search space over shards, with Ray Tune + Optuna (+ ASHA), into a sweep folder.
+
+:func:`run_sweep` checks everything it can before Ray starts (the space file, the data, every
+choice value against the data), then builds the Tuner, or restores it with ``resume=True``, and
+returns the sweep folder (see layout.py). The same call runs on a laptop (a local Ray) and under
+``ray job submit`` (it joins that cluster): nothing in the code changes with the cluster size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rxsweep import __version__
+from rxsweep.training.config import ConfigError
+from rxsweep.training.plan import RunPlan, open_index, preflight
+from rxsweep.tuning import layout
+from rxsweep.tuning.space import SearchSpace, SpaceError, load_space
+
+#: Seconds between Tune's saves of the experiment state (Ray's default is at least 10 s). A sweep
+#: killed between two saves forgets the trials it started in between; they are marked `lost`.
+EXPERIMENT_STATE_PERIOD_S = "2"
+
+
+@dataclass
+class SharedInputs:
+    """Built once by the sweep driver and handed to every trial (Ray's object store holds one copy):
+    the split is a run setting, identical for every trial, and so are the datasets."""
+    index: Any  # ShardIndex with its split column
+    datasets: tuple  # what rxsweep.training.driver.build_datasets returns
+
+
+def prepare(space_file: str | Path, data: str | Path, num_samples: int | None = None) -> tuple[SearchSpace, RunPlan]:
+    """Load the space and check it against the data; no Ray. Raises SpaceError / ConfigError."""
+    space = load_space(space_file)
+    if num_samples is not None:
+        if num_samples < 1:
+            raise SpaceError(f"--num-samples must be >= 1, got {num_samples}")
+        space = dataclasses.replace(space, num_samples=num_samples)
+    index = open_index(data)
+    base = space.base_config()
+    try:
+        plan = preflight(base, data, index=index)
+    except ConfigError as e:
+        raise ConfigError(f"{space.path}: with the fixed values and defaults: {e}") from None
+    for p in space.params:  # every choice must run on this data (e.g. plate_controls needs controls)
+        for value in p.values:
+            try:
+                preflight(space.trial_config({p.name: value}), data, index=index)
+            except ConfigError as e:
+                raise ConfigError(f"{space.path}: parameters.{p.name}: {value!r}: {e}") from None
+    preflight(base, data, index=index)  # leave the index with the base split
+    if any(o.metric.startswith("mixing") for o in space.objectives):
+        _check_mixing_possible(space, plan)
+    return space, plan
+
+
+def _check_mixing_possible(space: SearchSpace, plan: RunPlan) -> None:
+    held = plan.index.table[plan.index.table["split"] == "heldout_val"]
+    if (held.groupby("cell_type")["experiment"].nunique() < 2).all():
+        raise ConfigError(
+            f"{space.path}: objective 'mixing' is scored within cell types over the held-out validation "
+            f"experiments, and no cell type has 2 of them ({sorted(held['experiment'].unique())}); set "
+            "n_val_per_cell_type: 2 under fixed, or list val_experiments")
+
+
+def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "results", name: str | None = None,
+              resume: bool = False, num_samples: int | None = None, max_concurrent: int | None = None,
+              echo: bool = True) -> Path:
+    """Run (or resume) a sweep and return its folder, STORAGE/NAME (NAME: the space's name)."""
+    space, plan = prepare(space_file, data, num_samples)
+    data = str(Path(data).expanduser().resolve())
+    sweep_dir = Path(storage).expanduser().resolve() / (name or space.name)
+    identity = {"space_sha256": space.sha256, "data": data, "num_samples": space.num_samples}
+    _claim(sweep_dir, identity, resume)
+    previous = layout.read_json(sweep_dir / layout.SWEEP_FILE) or {}
+    if resume and previous.get("finished"):
+        _say(echo, f"{sweep_dir}: this sweep finished already; nothing to resume")
+        return sweep_dir
+    _write_sweep_file(sweep_dir, space, identity, finished=False)
+
+    import ray
+    from ray import tune
+
+    from rxsweep.training.driver import build_datasets
+    from rxsweep.tuning.searcher import make_searcher
+    from rxsweep.tuning.status import TrialStatusWriter
+    from rxsweep.tuning.trial import run_trial
+
+    _init_ray(space)
+    concurrency = max_concurrent or concurrent_trials(ray.cluster_resources(), space.trial_resources(),
+                                                      space.num_samples)
+    _say(echo, f"sweep {space.name}: {space.num_samples} trials, up to {concurrency} at a time, "
+               f"each {space.trial_resources()} -> {sweep_dir}")
+    shared = SharedInputs(plan.index, build_datasets(space.base_config(), plan))
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, space=space, shards_dir=data, sweep_dir=str(sweep_dir), shared=shared),
+        {"cpu": space.driver_cpus})
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
+    # The mixing objectives exist only in a trial's last result (see trial.py); Tune would
+    # otherwise reject every earlier result for lacking them.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    tune_path = sweep_dir / layout.TUNE_DIR
+    if resume and tune.Tuner.can_restore(str(tune_path)):
+        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=make_searcher(space, sweep_dir / layout.OPTUNA_DB), scheduler=_scheduler(space),
+                num_samples=space.num_samples, max_concurrent_trials=concurrency,
+                trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+            run_config=tune.RunConfig(
+                name=layout.TUNE_DIR, storage_path=str(sweep_dir),
+                failure_config=tune.FailureConfig(max_failures=space.failures.trial_retries),
+                callbacks=[TrialStatusWriter(str(sweep_dir), space.base_config().epochs)], verbose=1 if echo else 0),
+        )
+    results = tuner.fit()
+    known = {r.metrics.get("trial_id") for r in results} | {_trial_id_of(r) for r in results}
+    mark_lost_trials(sweep_dir, known)
+    _write_sweep_file(sweep_dir, space, identity, finished=True)
+    return sweep_dir
+
+
+def concurrent_trials(cluster: dict, per_trial: dict, num_samples: int) -> int:
+    """How many trials the cluster holds at once: min over CPU and GPU of have / need, capped by
+    the number of trials. Raises ConfigError when not even one fits."""
+    fits = []
+    for resource in ("CPU", "GPU"):
+        need = per_trial.get(resource, 0)
+        if need > 0:
+            fits.append(math.floor(cluster.get(resource, 0) / need + 1e-9))
+    n = min(fits) if fits else num_samples
+    if n < 1:
+        raise ConfigError(f"one trial needs {per_trial}, more than the cluster has "
+                          f"({ {k: cluster.get(k, 0) for k in per_trial} }); lower resources: in the space")
+    return min(n, num_samples)
+
+
+def mark_lost_trials(sweep_dir: Path, known: set) -> None:
+    """Trial folders Tune does not know (started by a driver killed before it saved its state)."""
+    for trial in sorted((sweep_dir / layout.TRIALS_DIR).glob("*")):
+        if trial.is_dir() and trial.name not in known:
+            status = layout.read_json(trial / layout.STATUS_FILE) or {"trial_id": trial.name}
+            layout.write_json(trial / layout.STATUS_FILE, {**status, "status": "lost"})
+
+
+def _trial_id_of(result) -> str | None:
+    path = getattr(result, "path", None)
+    return Path(path).name if path else None
+
+
+def _trial_name(trial) -> str:
+    return trial.trial_id
+
+
+def _scheduler(space: SearchSpace):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if space.scheduler.kind == "fifo":
+        return FIFOScheduler()
+    first = space.objectives[0]
+    return ASHAScheduler(time_attr="epoch", metric=first.metric, mode=first.mode,
+                         max_t=space.base_config().epochs, grace_period=space.scheduler.grace_period,
+                         reduction_factor=space.scheduler.reduction_factor)
+
+
+def _init_ray(space: SearchSpace) -> None:
+    from rxsweep.cluster import init_ray
+
+    # A local Ray gets one logical CPU more than the cores, for the trial drivers (0.1 CPU each,
+    # idle while they wait) and Ray Data's reads, so 2 one-CPU trials run side by side on 2 cores.
+    cpus = max((os.cpu_count() or 1) + 1, math.ceil(space.trial_resources()["CPU"]))
+    init_ray(num_cpus=cpus, log_to_driver=True)
+
+
+def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
+    previous = layout.read_json(sweep_dir / layout.SWEEP_FILE)
+    if previous is None:
+        if resume:
+            raise FileNotFoundError(f"{sweep_dir} holds no sweep to resume; run without --resume to start it")
+        if sweep_dir.exists() and any(sweep_dir.iterdir()):
+            raise FileExistsError(f"{sweep_dir} is not empty and holds no sweep; choose another --name")
+        return
+    if not resume:
+        state = "a finished" if previous.get("finished") else "an unfinished"
+        raise FileExistsError(f"{sweep_dir} holds {state} sweep already; pass --resume to continue it, "
+                              "or choose another --name")
+    changed = [k for k, v in identity.items() if previous.get("identity", {}).get(k) != v]
+    if changed:
+        raise FileExistsError(f"{sweep_dir} was started with another {', '.join(changed)}; resume it with "
+                              "the same space file and data, or choose another --name")
+
+
+def _write_sweep_file(sweep_dir: Path, space: SearchSpace, identity: dict, finished: bool) -> None:
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    (sweep_dir / layout.SPACE_FILE).write_text(space.text)
+    layout.write_json(sweep_dir / layout.SWEEP_FILE, {
+        "format": layout.FORMAT, "created_by": f"rxsweep {__version__}", "name": space.name,
+        "identity": identity, "space_file": str(space.path), "data": identity["data"],
+        "objectives": [dataclasses.asdict(o) for o in space.objectives],
+        "scheduler": dataclasses.asdict(space.scheduler), "num_samples": space.num_samples,
+        "params": [p.name for p in space.params], "epochs": space.base_config().epochs,
+        "finished": finished,
+    })
+
+
+def _say(enabled: bool, message: str) -> None:
+    if enabled:
+        print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,142 @@
+"""Real processes for the sweep tests: sweep drivers to kill, and a `ray start --head` cluster whose
+Python can import Ray, torch and the rest but not rxsweep (as on cluster nodes where it is not
+installed). Every Ray started here lives under its own short RAY_TMPDIR, so a test stops exactly
+its own processes, never another Ray on the machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import site
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP_JOB = REPO / "jobs" / "sweep.py"
+
+
+def ray_tmpdir() -> str:
+    """A short private folder for Ray's sessions (Unix socket paths must stay under 107 bytes)."""
+    return tempfile.mkdtemp(prefix="rx", dir="/tmp")
+
+
+def stop_ray_under(tmpdir: str) -> None:
+    """Kill every process whose command line names `tmpdir`, with all their children."""
+    victims = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        try:
+            if any(tmpdir in part for part in proc.info["cmdline"] or []):
+                victims += [proc, *proc.children(recursive=True)]
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    for proc in victims:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(victims, timeout=10)
+
+
+def start_sweep(args: list[str], env: dict, log: Path) -> subprocess.Popen:
+    """`python jobs/sweep.py ARGS` in its own session (so the test can kill the whole tree)."""
+    handle = open(log, "w")
+    return subprocess.Popen([sys.executable, str(SWEEP_JOB), *args], stdout=handle, stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """SIGKILL a process started by start_sweep and everything it started: a crash, not a shutdown."""
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for child in children:
+        try:
+            child.kill()
+        except psutil.NoSuchProcess:
+            pass
+    proc.wait(timeout=30)
+
+
+def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None = None, log: Path | None = None):
+    """Poll `condition()` until it returns something truthy; fail with `what` (and the log tail)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    tail = log.read_text()[-4000:] if log and log.exists() else ""
+    raise AssertionError(f"timed out waiting for {what}\n{tail}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def venv_without_rxsweep(folder: Path) -> Path:
+    """A venv whose Python sees this venv's packages (Ray, torch...) but not rxsweep: its .pth adds
+    our site-packages as a plain path, so the editable rxsweep install (itself a .pth there) is
+    not processed. Returns its bin folder."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    packages = subprocess.run([str(folder / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    Path(packages, "deps.pth").write_text(site.getsitepackages()[0] + "\n")
+    return folder / "bin"
+
+
+class HeadNode:
+    """`ray start --head` on 127.0.0.1 ports of its own, token authentication as Ray sets it."""
+
+    def __init__(self, bin_dir: Path, num_cpus: int = 3) -> None:
+        self.tmpdir = ray_tmpdir()
+        self.dashboard_port = free_port()
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_TMPDIR": self.tmpdir}
+        self.env.pop("RAY_ADDRESS", None)
+        gcs_port = free_port()
+        started = subprocess.run(
+            [str(bin_dir / "python"), "-m", "ray.scripts.scripts", "start", "--head", f"--port={gcs_port}",
+             f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}", "--disable-usage-stats"],
+            capture_output=True, text=True, env=self.env, cwd=self.tmpdir, timeout=120)
+        if started.returncode != 0:
+            self.stop()
+            raise AssertionError(f"ray start failed:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}")
+
+    @property
+    def address(self) -> str:
+        return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def client_env(self) -> dict:
+        """What a `ray job` client needs on 2.60: the token mode (the token is in ~/.ray/auth_token)."""
+        env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+        return {**env, "RAY_AUTH_MODE": "token"}
+
+    def ray_cli(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+        ray = str(Path(sys.executable).with_name("ray"))
+        return subprocess.run([ray, *args], capture_output=True, text=True, env=self.client_env(),
+                              timeout=timeout, cwd=REPO)
+
+    def actors(self) -> list[dict]:
+        listed = self.ray_cli("list", "actors", "--address", self.address, "--limit", "10000",
+                              "--format", "json", timeout=120)
+        assert listed.returncode == 0, listed.stderr[-2000:]
+        return json.loads(listed.stdout)
+
+    def stop(self) -> None:
+        stop_ray_under(self.tmpdir)

@@ -1,0 +1,182 @@
+"""The sweep as users run it: `python jobs/sweep.py` (local Ray) and `ray job submit` (a cluster),
+with a killed sweep driver resumed and a killed Train worker recovered. Real processes throughout;
+each Ray lives under its own RAY_TMPDIR and is stopped by the test that started it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+
+from processes import (REPO, HeadNode, kill_tree, ray_tmpdir, start_sweep, stop_ray_under, venv_without_rxsweep,
+                       wait_for)
+from rxsweep.analysis.sweep_folder import load_sweep
+from rxsweep.tuning import layout
+
+SPACES = REPO / "tests" / "spaces"
+DANN_ONLY = {"lambda_max"}
+
+pytestmark = pytest.mark.slow
+
+
+def shards_of(sweep_dir: Path) -> Path:
+    return Path(json.loads((sweep_dir / layout.SWEEP_FILE).read_text())["data"])
+
+
+def epochs(trial_dir: Path) -> list[int]:
+    path = trial_dir / layout.METRICS_FILE
+    return [json.loads(line)["epoch"] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+# ----------------------------------------------------------------------------- the test sweep
+
+def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep):
+    sweep = load_sweep(tiny_sweep)
+    assert sweep.finished and sweep.meta["num_samples"] == 3 and not sweep.lost
+    assert len(sweep.trials) == 3 and len({t.trial_id for t in sweep.trials}) == 3
+    assert {t.config["domain_label"] for t in sweep.trials} == {"none", "plate", "experiment"}  # start_with
+    for trial in sweep.trials:
+        assert trial.status in ("completed", "stopped"), (trial.trial_id, trial.status, trial.error)
+        assert [m["epoch"] for m in trial.history] == list(range(1, len(trial.history) + 1))
+        for m in trial.history:
+            assert 0 <= m["heldout_val_acc"] <= 1 and 0 <= m["heldout_test_acc"] <= 1
+            assert "heldout_val_acc/HUVEC" in m and "heldout_test_acc/U2OS" in m
+        if trial.status == "completed":  # its last epoch carries the mixing objective
+            assert len(trial.history) == 2 and 0 <= trial.last["mixing"] <= 1 and trial.embeddings
+        else:  # stopped by ASHA after its first epoch, not failed
+            assert len(trial.history) == 1 and "mixing" not in trial.last
+    assert any(t.status == "completed" for t in sweep.trials)
+    # the Optuna study on disk saw every trial and holds both objectives of the finished ones
+    study = optuna.load_study(study_name="tiny", storage=sweep.optuna_storage)
+    assert len(study.trials) == 3
+    finished = {t.status for t in sweep.trials}
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == sum(t.status == "completed" for t in sweep.trials), finished
+    for t in complete:
+        assert len(t.values) == 2
+
+
+def test_conditional_parameters_appear_only_under_their_condition(tiny_sweep):
+    sweep = load_sweep(tiny_sweep)
+    for trial in sweep.trials:
+        dann = trial.config["domain_label"] != "none"
+        assert bool(DANN_ONLY & set(trial.params)) == dann, trial.params
+        assert "lr" in trial.params
+    study = optuna.load_study(study_name="tiny", storage=sweep.optuna_storage)
+    for t in study.trials:
+        assert ("lambda_max" in t.params) == (t.params["domain_label"] != "none"), t.params
+
+
+# ------------------------------------------------------------------- a killed driver, resumed
+
+def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(tiny_sweep, tmp_path):
+    """SIGKILL the sweep driver (and its local Ray) while the second of two 3-epoch trials is
+    between checkpoints; `--resume` finishes it from its checkpoint and never reruns the first."""
+    storage, tmpdir = tmp_path / "store", ray_tmpdir()
+    args = ["--space", str(SPACES / "one_trial.yaml"), "--data", str(shards_of(tiny_sweep)), "--storage", str(storage),
+            "--name", "resumed", "--num-samples", "2", "--max-concurrent", "1"]
+    env = {**os.environ, "RAY_TMPDIR": tmpdir}
+    sweep_dir = storage / "sweeps" / "resumed"
+    log = tmp_path / "first.log"
+    proc = start_sweep(args, env, log)
+    try:
+        def second_trial_between_checkpoints():
+            trials = sorted((sweep_dir / layout.TRIALS_DIR).glob("*"), key=lambda p: p.stat().st_mtime)
+            done = [t for t in trials if (layout.read_json(t / layout.STATUS_FILE) or {}).get("status")
+                    in ("completed", "stopped")]
+            running = [t for t in trials if t not in done and epochs(t) in ([1], [1, 2])]
+            return (done[0], running[0]) if done and running else None
+
+        first, second = wait_for(second_trial_between_checkpoints, 600, "trial 2's first checkpoint", proc, log)
+        first_metrics = (first / layout.METRICS_FILE).read_text()
+        second_epoch1 = (second / layout.METRICS_FILE).read_text().splitlines()[0]
+        kill_tree(proc)
+    finally:
+        kill_tree(proc)
+        stop_ray_under(tmpdir)
+    assert not layout.read_json(sweep_dir / layout.SWEEP_FILE)["finished"]
+
+    again = start_sweep([*args, "--resume"], env, tmp_path / "resume.log")
+    try:
+        assert again.wait(timeout=600) == 0, (tmp_path / "resume.log").read_text()[-4000:]
+    finally:
+        kill_tree(again)
+        stop_ray_under(tmpdir)
+    sweep = load_sweep(sweep_dir)
+    assert sweep.finished
+    assert sorted(t.trial_id for t in sweep.trials) == sorted([first.name, second.name])  # no trial lost or added
+    by_id = {t.trial_id: t for t in sweep.trials}
+    assert (first / layout.METRICS_FILE).read_text() == first_metrics  # finished trial not run again
+    resumed = by_id[second.name]
+    assert resumed.status == "completed" and epochs(second) == [1, 2, 3]
+    # epoch 1 came from the checkpoint, not from training it again (its timings would differ)
+    assert (second / layout.METRICS_FILE).read_text().splitlines()[0] == second_epoch1
+
+
+# ------------------------------------------- ray job submit, and a Train worker killed mid-trial
+
+@pytest.fixture(scope="module")
+def head_node(tmp_path_factory):
+    node = HeadNode(venv_without_rxsweep(tmp_path_factory.mktemp("cluster") / "venv"))
+    yield node
+    node.stop()
+
+
+def train_workers_under(tmpdir: str) -> list[psutil.Process]:
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []) and \
+                    any(tmpdir in " ".join(p.cmdline()) for p in proc.parents()):
+                workers.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return workers
+
+
+def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkpoint(head_node, tiny_sweep,
+                                                                                     tmp_path):
+    """`ray job submit --working-dir . -- python jobs/sweep.py ...` on a cluster whose Python has
+    no rxsweep; while the trial trains, its Train worker is SIGKILLed after the first checkpoint.
+    Ray Train restarts the worker group from that checkpoint and the job still succeeds."""
+    storage = tmp_path / "store"
+    submitted = head_node.ray_cli(
+        "job", "submit", "--address", head_node.address, "--working-dir", ".", "--no-wait", "--",
+        "python", "jobs/sweep.py", "--space", str(SPACES / "one_trial.yaml"), "--data",
+        str(shards_of(tiny_sweep)), "--storage", str(storage))
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    job_id = next(w for w in submitted.stdout.split() + submitted.stderr.split() if w.startswith("'raysubmit_"))
+    job_id = job_id.strip("'")
+    trials = storage / "sweeps" / "one_trial" / layout.TRIALS_DIR
+
+    def first_checkpoint():
+        found = list(trials.glob("*/checkpoint_epoch0001"))
+        return found[0].parent if found and epochs(found[0].parent) == [1] else None
+
+    trial = wait_for(first_checkpoint, 600, "the trial's first checkpoint")
+    epoch1 = (trial / layout.METRICS_FILE).read_text().splitlines()[0]
+    workers = wait_for(lambda: train_workers_under(head_node.tmpdir), 60, "the Train worker process")
+    assert len(workers) == 1
+    workers[0].kill()
+
+    logs = head_node.ray_cli("job", "logs", "--address", head_node.address, "--follow", job_id, timeout=600)
+    status = head_node.ray_cli("job", "status", "--address", head_node.address, job_id)
+    assert f"Job '{job_id}' succeeded" in status.stdout + status.stderr, (status.stdout + logs.stdout)[-4000:]
+    assert "Trial status:" in logs.stdout and "1 TERMINATED" in logs.stdout  # Tune's progress in the job log
+    assert "Training failed due to worker errors" in logs.stdout  # the kill was seen, and survived
+    assert "No module named 'rxsweep'" not in logs.stdout
+    assert epochs(trial) == [1, 2, 3]  # every epoch once: the restart resumed at epoch 2
+    assert (trial / layout.METRICS_FILE).read_text().splitlines()[0] == epoch1
+    sweep = load_sweep(storage / "sweeps" / "one_trial")
+    assert sweep.finished and [t.status for t in sweep.trials] == ["completed"]
+    assert str(storage / "sweeps" / "one_trial") in logs.stdout.splitlines()  # the job prints the sweep folder
+    # the cluster's state API (what the dashboard shows) knows the job's trial and worker actors
+    classes = {a["class_name"] for a in head_node.actors()}
+    assert {"TrainController", "RayTrainWorker"} <= classes, classes
+    restarted = [a for a in head_node.actors() if a["class_name"] == "RayTrainWorker"]
+    assert len(restarted) == 2  # the killed worker and its replacement
