@@ -1,0 +1,274 @@
+"""The HTML report, its figures and the overview notebook, on the session's real tiny sweep.
+
+The report is opened in headless Chromium to check that every figure is drawn offline; the
+notebook is executed end to end with nbclient in a kernel running this interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from rxsweep.analysis.figures import FIGURES, MAX_EMBEDDING_POINTS, MIN_IMPORTANCE_TRIALS, build_figures, \
+    importance_figure, param_importances
+from rxsweep.analysis.ranking import rank_sweep
+from rxsweep.analysis.scoring import read_embeddings
+from rxsweep.analysis.sweep_folder import load_sweep
+from rxsweep.analysis.report import write_report
+
+REPO = Path(__file__).resolve().parents[1]
+NOTEBOOK = REPO / "analysis" / "sweep_overview.ipynb"
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture(scope="module")
+def ranked(tiny_sweep):
+    sweep = load_sweep(tiny_sweep)
+    return sweep, rank_sweep(sweep)
+
+
+@pytest.fixture(scope="module")
+def figures(ranked):
+    return build_figures(*ranked)
+
+
+@pytest.fixture(scope="module")
+def report(tiny_sweep, tmp_path_factory) -> Path:
+    return write_report(tiny_sweep, tmp_path_factory.mktemp("report") / "report.html")
+
+
+class _Figures(HTMLParser):
+    """Per `fig-<name>` div: the classes of the elements inside it (how often each occurs)."""
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+
+    def __init__(self):
+        super().__init__()
+        self.classes: dict[str, dict[str, int]] = {}
+        self._current, self._depth = None, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if self._current is None and (attrs.get("id") or "").startswith("fig-"):
+            self._current, self._depth = attrs["id"][4:], 0
+            self.classes[self._current] = {}
+        if self._current is None:
+            return
+        for name in (attrs.get("class") or "").split():
+            self.classes[self._current][name] = self.classes[self._current].get(name, 0) + 1
+        if tag not in self.VOID:
+            self._depth += 1
+
+    def handle_startendtag(self, tag, attrs):  # <path/> etc. in the SVG: no depth change
+        depth = self._depth
+        self.handle_starttag(tag, attrs)
+        self._depth = depth
+
+    def handle_endtag(self, tag):
+        if self._current is not None and tag not in self.VOID:
+            self._depth -= 1
+            if self._depth == 0:
+                self._current = None
+
+
+class _Section(HTMLParser):
+    """The text of the element with a given id, and the data-trial rows of the ranking table."""
+
+    def __init__(self, element_id: str):
+        super().__init__()
+        self.element_id, self.text, self.trials = element_id, [], []
+        self._depth = 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-trial" in attrs:
+            self.trials.append(attrs["data-trial"])
+        if self._depth or attrs.get("id") == self.element_id:
+            self._depth += 1
+
+    def handle_endtag(self, tag):
+        if self._depth:
+            self._depth -= 1
+
+    def handle_data(self, data):
+        if self._depth:
+            self.text.append(data)
+
+
+def test_report_is_one_self_contained_file(report):
+    from plotly.offline import get_plotlyjs
+
+    text = report.read_text(encoding="utf-8")
+    assert report.name == "report.html" and report.is_absolute()
+    plotlyjs = get_plotlyjs()
+    assert text.count(plotlyjs) == 1, "plotly.js must be inlined exactly once"
+    assert not re.search(r"<script[^>]*\bsrc\s*=", text, re.IGNORECASE), "no script may load from elsewhere"
+    rest = text.replace(plotlyjs, "")  # plotly.js itself names its CDN (map topologies, unused here)
+    assert "cdn.plot.ly" not in rest and "require.js" not in rest
+    for name in FIGURES:
+        assert text.count(f'id="fig-{name}"') == 1, name
+
+
+def test_report_renders_every_figure_in_chromium(report, figures, tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is absent (CI installs it)")
+    # --enable-unsafe-swiftshader: the parallel-coordinates trace draws with WebGL, which headless
+    # Chromium without a GPU only gets from SwiftShader, and the silent fallback is deprecated.
+    done = subprocess.run(
+        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--enable-unsafe-swiftshader", "--enable-logging=stderr",
+         f"--user-data-dir={tmp_path / 'chromium'}", "--virtual-time-budget=20000", "--dump-dom",
+         report.as_uri()], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    parser = _Figures()
+    parser.feed(done.stdout)
+    rendered = {name for name, classes in parser.classes.items()
+                if classes.get("main-svg") and classes.get("js-plotly-plot")}
+    assert rendered == set(figures), {name: sorted(c)[:20] for name, c in parser.classes.items()}
+    assert len(rendered) == len(figures) == len(FIGURES)
+    assert parser.classes["parallel"].get("parcoords"), "the parallel coordinates were not drawn"
+    points = parser.classes["embeddings"].get("point", 0)
+    assert points == sum(len(trace.x) for trace in figures["embeddings"].data)
+    errors = [line for line in done.stderr.splitlines() if "Uncaught" in line]
+    assert not errors, errors
+
+
+def test_report_lists_every_trial_and_headlines_dann_against_erm(report, ranked):
+    sweep, table = ranked
+    parser = _Section("headline")
+    parser.feed(report.read_text(encoding="utf-8"))
+    assert sorted(parser.trials) == sorted(t.trial_id for t in sweep.trials)
+    headline = " ".join(parser.text)
+    assert "Did the model stop seeing the batch?" in headline
+    assert "DANN" in headline and "ERM" in headline
+    for method in ("dann", "erm"):
+        ids = table.loc[table["method"] == method, "trial_id"]
+        assert any(i in headline for i in ids), (method, headline)
+    assert sweep.name in report.read_text(encoding="utf-8").split("</h1>")[0]
+
+
+def test_build_figures(figures, ranked):
+    sweep, table = ranked
+    assert list(figures) == list(FIGURES)
+    assert all(isinstance(fig, go.Figure) for fig in figures.values())
+
+    scored = table[["heldout_val_acc", "mixing"]].notna().all(axis=1)
+    markers = [t for t in figures["pareto"].data if t.mode == "markers"]
+    assert sum(len(t.x) for t in markers) == scored.sum()
+    assert {t.name for t in markers} <= {"ERM", "DANN-plate", "DANN-experiment"}
+
+    (parcoords,) = figures["parallel"].data
+    assert [d.label for d in parcoords.dimensions][-1] == "heldout_val_acc"
+    assert len(parcoords.dimensions) == len(sweep.params) + 1
+    assert "log10 lr" in [d.label for d in parcoords.dimensions]
+
+    with_history = [t for t in sweep.trials if t.history]
+    assert len(figures["curves"].data) == 2 * len(with_history)
+
+    import optuna
+
+    study = optuna.load_study(study_name=sweep.name, storage=sweep.optuna_storage)
+    completed = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
+    notes = " ".join(a.text for a in figures["importance"].layout.annotations)
+    if completed < MIN_IMPORTANCE_TRIALS:
+        assert f"needs at least {MIN_IMPORTANCE_TRIALS} completed trials" in notes
+    else:
+        assert len(figures["importance"].data) == len(sweep.objectives)
+
+
+def test_embeddings_figure_shows_best_dann_and_erm(figures, ranked):
+    sweep, _ = ranked
+    fig = figures["embeddings"]
+    titles = [a.text for a in fig.layout.annotations]
+    axes = {trace.xaxis for trace in fig.data}
+    assert len(titles) == 4 and axes == {"x", "x2", "x3", "x4"}, (titles, axes)
+    by_id = {t.trial_id: t for t in sweep.trials}
+    shown = [by_id[title.split()[0]] for title in titles[::2]]
+    assert sorted(t.method for t in shown) == ["dann", "erm"]
+    rows = 0
+    for trial in shown:
+        frame = read_embeddings(trial.embeddings)
+        rows += min(int((frame["split"] == "heldout_val").sum()), MAX_EMBEDDING_POINTS)
+    assert rows > 0
+    for column in (("x", "x3"), ("x2", "x4")):  # every site once a column
+        assert sum(len(t.x) for t in fig.data if t.xaxis in column) == rows
+    assert all(np.isfinite(np.asarray(t.x, float)).all() for t in fig.data)
+
+
+def _toy_study(n_trials: int):
+    """Two maximised objectives; the first is x where c == 'a' and 0 elsewhere, so reaching its
+    *high* values needs both x and c, while its low values (the ties at 0) need only c."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=["maximize", "maximize"], sampler=optuna.samplers.RandomSampler(seed=0))
+
+    def objective(trial):
+        x = trial.suggest_float("x", 1e-3, 1.0, log=True)
+        c = trial.suggest_categorical("c", ["a", "b"])
+        trial.suggest_float("noise", 0.0, 1.0)
+        return (x if c == "a" else 0.0), -abs(np.log10(x) + 1.5)
+
+    study.optimize(objective, n_trials=n_trials)
+    return study
+
+
+def test_importances_from_optuna_per_objective():
+    study = _toy_study(60)
+    first, second = param_importances(study, 2)
+    assert set(first) == set(second) == {"x", "c", "noise"}
+    # Maximised objectives are negated for PED-ANOVA: un-negated, `c` (the ties at 0) would win.
+    assert first["x"] == max(first.values()) and second["x"] == max(second.values())
+    fig = importance_figure(study, ["acc", "mix"])
+    assert len(fig.data) == 2 and [a.text for a in fig.layout.annotations] == ["acc", "mix"]
+    assert all(abs(sum(t.x) - 1.0) < 1e-6 for t in fig.data)
+
+    small = importance_figure(_toy_study(MIN_IMPORTANCE_TRIALS - 1), ["acc", "mix"])
+    assert not small.data
+    assert f"needs at least {MIN_IMPORTANCE_TRIALS} completed trials" in small.layout.annotations[0].text
+
+
+def test_notebook_runs_end_to_end(tiny_sweep, tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    code = [cell for cell in nb.cells if cell.cell_type == "code"]
+    assert code and all(not cell.outputs and cell.execution_count is None for cell in code), \
+        "save the notebook without outputs"
+    # The kernel must be this interpreter (the project's virtualenv), whatever other `python3`
+    # kernelspecs the machine has: JUPYTER_PATH comes first in Jupyter's search path.
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "rxsweep test kernel", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("RXSWEEP_SWEEP", str(tiny_sweep))
+    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=600,
+                                     resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client.execute()
+    errors = [out for cell in code for out in cell.outputs if out.output_type == "error"]
+    assert not errors, [f"{e.ename}: {e.evalue}" for e in errors]
+    shown = [cell for cell in code if ".show()" in cell.source]
+    assert len(shown) == len(FIGURES)
+    assert all(any(out.output_type == "display_data" for out in cell.outputs) for cell in shown)
+
+
+def test_cli_report(tiny_sweep, tmp_path):
+    out = tmp_path / "cli" / "sweep.html"
+    exe = Path(sys.executable).with_name("rxsweep")
+    done = subprocess.run([str(exe), "report", str(tiny_sweep), "--out", str(out)], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == str(out.resolve())
+    assert out.is_file() and 'id="fig-embeddings"' in out.read_text(encoding="utf-8")
