@@ -1,11 +1,13 @@
 # Two commands on a fresh machine: `make run` (the main job) and `make test` (the test suite).
-# Everything goes into a local virtual environment, .venv/.
+# Everything Python goes into a local virtual environment, .venv/.
 PYTHON ?= python3.11
 VENV ?= .venv
 # CPU torch by default: an unpinned torch pulls a multi-GB CUDA build. On a GPU cluster override it,
 # e.g. `make TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" run`.
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
+# Debian packages need root: use sudo when not root.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: install run test clean
 
@@ -18,10 +20,19 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
+# What the tests drive besides rxsweep's own dependencies: Debian's Chromium (the report is opened in
+# it) and the wilds package's own RxRx1 reader, installed without its dependencies (its torchvision
+# wheel cannot import against the CPU torch; the RxRx1 reader does not need it).
+$(VENV)/.test-tools: $(VENV)/.installed
+	command -v chromium >/dev/null || $(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+	$(BIN)/python -m pip install --quiet --no-deps "wilds==2.0.0"
+	touch $@
+
 run: install
 	$(BIN)/python jobs/sweep.py
 
-test: install
+test: install $(VENV)/.test-tools
 	$(BIN)/python -m pytest -q
 
 clean:
