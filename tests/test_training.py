@@ -170,8 +170,8 @@ def test_metrics_log_keeps_each_epoch_once(tmp_path):
     ({"holdout_fraction": 0.0}, "split 'val' has no sites"),
     ({"backbone": "resnet-18"}, "did you mean 'resnet18'?"),
     ({"batch_size": 4096}, "no full batch per epoch"),
-    ({"val_experiments": [], "test_experiments": [], "n_val_per_cell_type": 2},
-     "splits: cell type HEPG2 has 3 labelled experiment(s) left: holding out 2 for val and 1 for test"),
+    ({"val_experiments": [], "test_experiments": [], "n_val_per_cell_type": 4},
+     "splits: cell type HEPG2 has 5 labelled experiment(s) left: holding out 4 for val and 1 for test"),
 ])
 def test_bad_config_fails_before_any_worker(shards, tmp_path, overrides, message):
     out = tmp_path / "run"
