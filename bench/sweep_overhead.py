@@ -1,6 +1,6 @@
 """What a sweep costs beyond the training it runs, and what running trials side by side buys.
 
-    python bench/sweep_overhead.py [--trials 4] [--epochs 2] [--steps 12]
+    python bench/sweep_overhead.py [--trials 4] [--epochs 3] [--steps 24]
 
 Fixed work: every trial trains cnn-small on the tiny synthetic set (64x64x6) for EPOCHS epochs of
 STEPS steps, evaluates the training-domain holdout and the held-out experiments every epoch,
@@ -65,7 +65,8 @@ def bare_trials(space, data: str, n: int, workdir: Path) -> float:
     for trial in range(n):
         torch.manual_seed(trial)
         model = build_model(cfg, plan)
-        optimizer, scheduler = build_optimizer(cfg, model), build_scheduler(cfg, optimizer, plan.total_steps)
+        optimizer = build_optimizer(cfg, model)
+        scheduler = build_scheduler(cfg, optimizer, plan.total_steps)
         transform = batch_transform(plan.index, cfg.normalization, cfg.augment_spec(), device, cfg.seed)
         step = 0
         for epoch in range(1, cfg.epochs + 1):
@@ -104,8 +105,8 @@ def timed_sweep(space_file: Path, data: str, storage: Path, name: str, concurren
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=4)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=12, help="training steps an epoch")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=24, help="training steps an epoch")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
