@@ -12,11 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
 from rxrx1_files import write_kaggle, write_wilds
+from rxsweep.data import image_column
 from rxsweep.data.ingest import ingest
 from rxsweep.data.sites import load_sites
 
@@ -82,15 +84,20 @@ def test_counts_reconcile_exactly(damaged):
     assert sum(s["rows"] for s in manifest["shards"]) == counts["written"]
 
 
-def test_shards_hold_the_decoded_pixels_as_a_uint8_tensor_column(damaged):
+def test_shards_hold_the_decoded_pixels_one_binary_value_a_site(damaged):
     root, shards, _, _ = damaged
     table = pq.read_table(shards / "shards" / "HUVEC-01_P2_000.parquet")
-    assert str(table.schema.field("image").type) == "extension<arrow.fixed_shape_tensor[value_type=uint8, shape=[6,16,16], permutation=[0,1,2]]>"
-    images = table.column("image").combine_chunks().to_numpy_ndarray()
+    field = table.schema.field("image")
+    assert field.type == pa.binary(6 * 16 * 16) and json.loads(field.metadata[b"rxsweep.shape"]) == [6, 16, 16]
+    images = image_column.to_numpy(table.column("image"), (6, 16, 16))
+    tensor = image_column.as_tensor(table.column("image"), (6, 16, 16))  # the canonical tensor, no copy
+    assert tensor.type == pa.fixed_shape_tensor(pa.uint8(), [6, 16, 16])
+    assert np.array_equal(tensor.to_numpy_ndarray(), images)
+    first = np.frombuffer(table.to_pandas()["image"].iloc[0], np.uint8).reshape(6, 16, 16)  # pandas, no rxsweep
     row = table.slice(0, 1).to_pylist()[0]
     plate = root / "train" / row["experiment"] / f"Plate{row['plate']}"
     expected = np.stack([np.asarray(Image.open(plate / f"{row['well']}_s{row['site']}_w{c}.png")) for c in range(1, 7)])
-    assert np.array_equal(images[0], expected)
+    assert np.array_equal(images[0], expected) and np.array_equal(first, expected)
     assert table.column("label").type == "int64"
 
 
@@ -99,7 +106,7 @@ def test_stats_match_a_direct_computation(damaged):
     stats = pd.read_parquet(shards / "stats.parquet")
     rows = _shard_rows(shards)
     plate = rows[(rows.experiment == "HUVEC-01") & (rows.plate == 2)]
-    pixels = np.stack([np.asarray(i, dtype=np.float64).reshape(6, 16, 16) for i in plate["image"]])
+    pixels = np.stack([np.frombuffer(i, np.uint8).reshape(6, 16, 16).astype(np.float64) for i in plate["image"]])
     got = stats.query("level == 'plate' and experiment == 'HUVEC-01' and plate == 2 and subset == 'all'").sort_values("channel")
     np.testing.assert_allclose(got["mean"], pixels.mean(axis=(0, 2, 3)), rtol=1e-12)
     np.testing.assert_allclose(got["std"], pixels.std(axis=(0, 2, 3)), rtol=1e-9)
@@ -164,7 +171,7 @@ def test_wilds_rgb_sites_are_three_channels_and_can_be_resized(ray_local, tmp_pa
     manifest = ingest(root, tmp_path / "shards", image_size=8, progress=False)
     assert (manifest["layout"], manifest["n_channels"], manifest["native_size"], manifest["image_size"]) == ("wilds", 3, 16, 8)
     image = _shard_rows(tmp_path / "shards")["image"].iloc[0]
-    assert np.asarray(image).reshape(3, 8, 8).dtype == np.uint8
+    assert len(image) == 3 * 8 * 8 and np.frombuffer(image, np.uint8).reshape(3, 8, 8).dtype == np.uint8
 
 
 def test_bad_metadata_fails_before_any_work(tmp_path):

@@ -94,7 +94,7 @@ def test_plate_normalisation_centres_each_plate_and_channel(shards):
     image = batch_transform(index, "image")(batch["image"], batch["experiment_id"], batch["plate_id"], train=False)
     assert torch.allclose(image.mean(dim=(2, 3)), torch.zeros(1), atol=1e-4)
     none = batch_transform(index, "none")(batch["image"], batch["experiment_id"], batch["plate_id"], train=False)
-    assert torch.equal(none, batch["image"].float() / 255)
+    assert torch.allclose(none, batch["image"].float() / 255, rtol=0, atol=1e-7)
 
 
 def test_plate_controls_needs_controls_and_unknown_names_list_the_known(shards):
@@ -122,9 +122,10 @@ def test_augmentation_keeps_pixels_and_crops_on_device():
     train = transform(images, ids, ids, train=True)
     assert train.shape == (64, 3, 8, 8)
     evaluation = transform(images, ids, ids, train=False)
-    assert torch.equal(evaluation, images[:, :, 2:10, 2:10].float() / 255)
+    assert torch.allclose(evaluation, images[:, :, 2:10, 2:10].float() / 255, rtol=0, atol=1e-7)
     dihedral = BatchTransform("none", None, [], [], AugmentSpec(), seed=0)(images, ids, ids, train=True)
-    assert torch.equal(dihedral.flatten(1).sort(dim=1).values, (images.float() / 255).flatten(1).sort(dim=1).values)
+    assert torch.allclose(dihedral.flatten(1).sort(dim=1).values, (images.float() / 255).flatten(1).sort(dim=1).values,
+                          rtol=0, atol=1e-7)
     assert not torch.equal(dihedral, images.float() / 255)
     again = BatchTransform("none", None, [], [], AugmentSpec(), seed=0)(images, ids, ids, train=True)
     assert torch.equal(dihedral, again)  # seeded

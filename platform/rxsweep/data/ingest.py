@@ -32,7 +32,7 @@ from rxsweep.data.ingest_outputs import reconcile, write_outputs
 from rxsweep.data.sites import load_sites
 
 MANIFEST = "manifest.json"
-FORMAT = "rxsweep-shards/1"
+FORMAT = "rxsweep-shards/2"  # 2: images as fixed-size binary (image_column.py)
 #: Raw image bytes per shard. Bounds a decode task's memory (about 3x this) and gives Ray Data
 #: enough tasks to keep every core busy on a small dataset.
 SHARD_TARGET_BYTES = 64 * 2**20
@@ -60,6 +60,9 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
     manifest_file = out / MANIFEST
     if manifest_file.exists():
         manifest = json.loads(manifest_file.read_text())
+        if manifest.get("format") != FORMAT:
+            raise FileExistsError(f"{out} holds shards of format {manifest.get('format')!r}, written by an older "
+                                  f"rxsweep; this one writes {FORMAT!r}: delete that folder or choose another --out")
         if manifest.get("params") == asdict(params):
             _say(progress, f"{out} is up to date ({manifest['counts']['written']} sites); nothing to do")
             return manifest

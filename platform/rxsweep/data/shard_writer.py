@@ -1,8 +1,7 @@
 """Worker side of ingest: decode one shard's sites and write it as a Parquet file, atomically.
 
 A shard is a slice of one plate. Its Parquet file holds the site-table columns and `image`, a uint8
-tensor column [C, H, W] (Arrow's canonical `fixed_shape_tensor`, so pyarrow, pandas and Ray Data all
-read it without rxsweep). Next to it, `<shard>.done.json` is written last: it lists what was written
+image [C, H, W] a site, as one fixed-size binary value (image_column.py says why and how to read it). Next to it, `<shard>.done.json` is written last: it lists what was written
 and what was quarantined (and why) and the shard's channel sums for the statistics. A shard without
 its marker did not finish and is redone on resume.
 """
@@ -18,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rxsweep.data.image_column import encode, image_field
 from rxsweep.data.images import BadSite, decode_site
 
 #: Site-table columns carried into the shards (image paths are replaced by the image itself).
@@ -69,8 +69,8 @@ def _write_parquet(rows: list[dict], images: np.ndarray, shard_file: Path) -> No
     table = pa.table({
         **{c: pa.array(v, type=pa.int64() if c in ("plate", "site", "label") else pa.string())
            for c, v in columns.items()},
-        "image": pa.FixedShapeTensorArray.from_numpy_ndarray(images),
     })
+    table = table.append_column(image_field(images.shape[1:]), encode(images))
     tmp = shard_file.with_suffix(".parquet.tmp")
     pq.write_table(table, tmp, compression=PARQUET_COMPRESSION,
                    compression_level=PARQUET_COMPRESSION_LEVEL, row_group_size=ROW_GROUP_SITES)

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from rxsweep.data.image_column import as_tensor
 from rxsweep.data.ingest import FORMAT, MANIFEST
 from rxsweep.data.splits import SPLITS, SplitSpec, assign_splits
 from rxsweep.data.transforms import AugmentSpec, BatchTransform
@@ -64,7 +65,8 @@ def open_shards(shards_dir: str | Path) -> ShardIndex:
         )
     manifest = json.loads(manifest_file.read_text())
     if manifest.get("format") != FORMAT:
-        raise ValueError(f"{manifest_file}: format {manifest.get('format')!r}, this rxsweep reads {FORMAT!r}")
+        raise ValueError(f"{manifest_file}: format {manifest.get('format')!r}, this rxsweep reads {FORMAT!r}; "
+                         "ingest the data again into a new folder")
     parts = []
     for shard in manifest["shards"]:
         part = pq.read_table(root / shard["file"], columns=INDEX_COLUMNS).to_pandas()
@@ -114,6 +116,7 @@ class _Encoder:
         self.experiments = pa.array(index.experiments)
         self.plates = pa.array([f"{e}/{p}" for e, p in index.plates])
         self.cell_types = pa.array(index.cell_types)
+        self.shape = (index.n_channels, index.image_size, index.image_size)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         position = pc.index_in(batch["site_id"], value_set=self.site_ids)
@@ -121,7 +124,7 @@ class _Encoder:
         batch, position = batch.filter(keep), position.filter(keep)
         plate_key = pc.binary_join_element_wise(batch["experiment"], pc.cast(batch["plate"], pa.string()), "/")
         return pa.table({
-            "image": batch["image"],
+            "image": as_tensor(batch["image"], self.shape),
             "label": batch["label"],
             "experiment_id": pc.cast(pc.index_in(batch["experiment"], value_set=self.experiments), pa.int64()),
             "plate_id": pc.cast(pc.index_in(plate_key, value_set=self.plates), pa.int64()),

@@ -57,26 +57,36 @@ class BatchTransform:
 
     def __call__(self, images: torch.Tensor, experiment_id: torch.Tensor, plate_id: torch.Tensor,
                  train: bool) -> torch.Tensor:
+        """Crop and rotate/flip the uint8 pixels (a quarter of float32's bytes to move), then one
+        fused pass to float: y = x * scale + shift, where scale and shift [B, C, 1, 1] combine the
+        normalisation with the intensity jitter. Rotations and flips commute with a per-channel
+        affine map, so the order does not change the result. On 2 CPU threads a [32, 6, 512, 512]
+        training batch took 0.37-0.45 s as separate passes in float32 and takes ~0.15 s this way."""
         images = images.to(self.device, non_blocking=True)
         if self.augment.crop is not None:
             images = self._crop(images, self.augment.crop, train)
-        x = self._normalize(images, experiment_id.to(self.device), plate_id.to(self.device))
         if train:
-            x = self._dihedral(x)
-            if self.augment.intensity_jitter > 0:
-                x = self._jitter(x, self.augment.intensity_jitter)
-        return x.contiguous()
+            images = self._dihedral(images)
+        scale, shift = self._affine(images, experiment_id.to(self.device), plate_id.to(self.device))
+        if train and self.augment.intensity_jitter > 0:
+            scale, shift = self._jitter(scale, shift, self.augment.intensity_jitter)
+        # float(), then in place: measured 2x faster than one mixed-dtype addcmul on CPU.
+        return images.float().mul_(scale).add_(shift).contiguous()
 
-    def _normalize(self, images: torch.Tensor, experiment_id: torch.Tensor, plate_id: torch.Tensor) -> torch.Tensor:
-        x = images.float()
+    def _affine(self, images: torch.Tensor, experiment_id: torch.Tensor,
+                plate_id: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per sample and channel (scale, shift) [B, C, 1, 1] such that x * scale + shift is the
+        normalised image."""
+        shape = (images.shape[0], images.shape[1], 1, 1)
         if self.normalization == "none":
-            return x / 255.0
+            return torch.full(shape, 1 / 255.0, device=self.device), torch.zeros(shape, device=self.device)
         if self.normalization == "image":
-            mean = x.mean(dim=(2, 3), keepdim=True)
-            std = x.std(dim=(2, 3), keepdim=True)
-            return (x - mean) / (std + _EPS)
-        key = experiment_id if self.normalization == "experiment" else plate_id
-        return (x - self.mean[key][:, :, None, None]) / self.std[key][:, :, None, None]
+            std, mean = torch.std_mean(images.float(), dim=(2, 3), keepdim=True)
+        else:
+            key = experiment_id if self.normalization == "experiment" else plate_id
+            mean, std = self.mean[key][:, :, None, None], self.std[key][:, :, None, None]
+        scale = 1.0 / (std + _EPS) if self.normalization == "image" else 1.0 / std
+        return scale, -mean * scale
 
     def _crop(self, images: torch.Tensor, size: int, train: bool) -> torch.Tensor:
         batch, _, height, width = images.shape
@@ -102,18 +112,18 @@ class BatchTransform:
         flips = (torch.randint(0, 2, (batch,), device=self.device, generator=self.generator)
                  if self.augment.flip else torch.zeros(batch, dtype=torch.long, device=self.device))
         code = turns * 2 + flips
-        out = x.clone()
+        out = torch.empty_like(x)
         for value in torch.unique(code).tolist():
             chosen = (code == value).nonzero(as_tuple=True)[0]
             part = torch.rot90(x[chosen], k=value // 2, dims=(2, 3))
             out[chosen] = torch.flip(part, dims=(3,)) if value % 2 else part
         return out
 
-    def _jitter(self, x: torch.Tensor, amount: float) -> torch.Tensor:
-        shape = (x.shape[0], x.shape[1], 1, 1)
-        scale = 1 + (torch.rand(shape, device=self.device, generator=self.generator) * 2 - 1) * amount
-        shift = (torch.rand(shape, device=self.device, generator=self.generator) * 2 - 1) * amount
-        return x * scale + shift
+    def _jitter(self, scale: torch.Tensor, shift: torch.Tensor, amount: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per image and channel y -> y * (1 + U(-j, j)) + U(-j, j), folded into (scale, shift)."""
+        gain = 1 + (torch.rand(scale.shape, device=self.device, generator=self.generator) * 2 - 1) * amount
+        offset = (torch.rand(scale.shape, device=self.device, generator=self.generator) * 2 - 1) * amount
+        return scale * gain, shift * gain + offset
 
 
 def _lookup_tables(stats: pd.DataFrame, normalization: str, experiments: list[str],
