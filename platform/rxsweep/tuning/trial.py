@@ -10,6 +10,7 @@ everyone's); the last epoch's also carry the batch-mixing scores of the held-out
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,12 @@ def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: s
 
 
 def _record_trial(run_dir: Path, params: dict, cfg) -> None:
-    """params.json and config.yaml, before training starts (a crash still leaves them)."""
+    """params.json and config.yaml, before training starts (a crash still leaves them). A restarted
+    trial finds its own parameters there; anything else would resume another trial's checkpoints."""
+    previous = layout.read_json(run_dir / layout.PARAMS_FILE)
+    if previous is not None and previous != json.loads(json.dumps(params)):
+        raise RuntimeError(f"{run_dir} holds a trial with other parameters ({previous}); refusing to resume "
+                           f"it as {params}")
     run_dir.mkdir(parents=True, exist_ok=True)
     layout.write_json(run_dir / layout.PARAMS_FILE, params)
     tmp = run_dir / (layout.CONFIG_FILE + ".tmp")
