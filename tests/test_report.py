@@ -186,20 +186,25 @@ def test_build_figures(figures, ranked):
 
 
 def test_embeddings_figure_shows_best_dann_and_erm(figures, ranked):
+    """One row per method that has a finished trial (ASHA may have stopped every DANN trial of the
+    fixture's sweep early: which ones depends on the order results arrive), two panels a row."""
     sweep, _ = ranked
     fig = figures["embeddings"]
-    titles = [a.text for a in fig.layout.annotations]
+    titles = [a.text for a in fig.layout.annotations if "sites:" in a.text]
+    methods = sorted({t.method for t in sweep.trials if t.embeddings is not None})
+    assert methods and len(titles) == 2 * len(methods), (titles, methods)
     axes = {trace.xaxis for trace in fig.data}
-    assert len(titles) == 4 and axes == {"x", "x2", "x3", "x4"}, (titles, axes)
+    assert len(axes) == len(titles), (titles, axes)
     by_id = {t.trial_id: t for t in sweep.trials}
     shown = [by_id[title.split()[0]] for title in titles[::2]]
-    assert sorted(t.method for t in shown) == ["dann", "erm"]
+    assert sorted(t.method for t in shown) == methods
     rows = 0
     for trial in shown:
         frame = read_embeddings(trial.embeddings)
         rows += min(int((frame["split"] == "heldout_val").sum()), MAX_EMBEDDING_POINTS)
     assert rows > 0
-    for column in (("x", "x3"), ("x2", "x4")):  # every site once a column
+    columns = (("x", "x3"), ("x2", "x4")) if len(shown) == 2 else (("x",), ("x2",))
+    for column in columns:  # every site once a column
         assert sum(len(t.x) for t in fig.data if t.xaxis in column) == rows
     assert all(np.isfinite(np.asarray(t.x, float)).all() for t in fig.data)
 
