@@ -11,10 +11,12 @@ Each dataset yields numeric columns only (what `iter_torch_batches` can move to 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,6 +29,7 @@ from rxsweep.data.transforms import AugmentSpec, BatchTransform
 
 INDEX_COLUMNS = ["site_id", "well_id", "experiment", "plate", "well", "site", "cell_type", "well_type",
                  "sirna", "label", "split_group"]
+READ_COLUMNS = ["site_id", "experiment", "plate", "cell_type", "label", "image"]
 BATCH_COLUMNS = ["image", "label", "experiment_id", "plate_id", "cell_type_id", "site_index"]
 
 
@@ -35,7 +38,7 @@ class ShardIndex:
     """What is in a shard folder, without its images: the site table, the vocabularies, the stats."""
     root: Path
     manifest: dict
-    table: pd.DataFrame  # INDEX_COLUMNS + shard (file name) + split (after with_splits)
+    table: pd.DataFrame  # INDEX_COLUMNS + shard (file name) + row (in it) + split (after with_splits)
     stats: pd.DataFrame
     experiments: list[str]
     plates: list[tuple[str, int]]
@@ -71,6 +74,7 @@ def open_shards(shards_dir: str | Path) -> ShardIndex:
     for shard in manifest["shards"]:
         part = pq.read_table(root / shard["file"], columns=INDEX_COLUMNS).to_pandas()
         part["shard"] = shard["file"]
+        part["row"] = np.arange(len(part))
         parts.append(part)
     if not parts:
         raise ValueError(f"{root}: the ingest wrote no sites (see quarantine.csv)")
@@ -90,8 +94,10 @@ def with_splits(index: ShardIndex, spec: SplitSpec) -> ShardIndex:
 
 
 def split_dataset(index: ShardIndex, split: str, materialize: bool = False):
-    """A Ray Dataset of one split's sites, read from just the shards that hold them."""
+    """A Ray Dataset of one split's sites, read from just the shards (and row groups) that hold them."""
     import ray
+
+    from rxsweep.data.shard_source import ShardDatasource  # imports Ray Data: only when reading
 
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; known: {list(SPLITS)}")
@@ -100,28 +106,44 @@ def split_dataset(index: ShardIndex, split: str, materialize: bool = False):
     chosen = index.table[index.table["split"] == split]
     if chosen.empty:
         raise ValueError(f"split {split!r} has no sites; check the split settings")
-    files = [str(index.root / f) for f in sorted(chosen["shard"].unique())]
-    encode = _Encoder(chosen, index)
-    dataset = ray.data.read_parquet(files, columns=["site_id", "experiment", "plate", "cell_type", "label", "image"])
-    dataset = dataset.map_batches(encode, batch_format="pyarrow", zero_copy_batch=True)
+    parts = [(str(index.root / shard), rows["row"].to_numpy(),
+              {"site_index": rows.index.to_numpy(), "site_id": rows["site_id"].to_numpy()})
+             for shard, rows in chosen.sort_values(["shard", "row"]).groupby("shard", sort=True)]
+    shape = (index.n_channels, index.image_size, index.image_size)
+    source = ShardDatasource(parts, READ_COLUMNS, _Encoder(index), row_bytes=int(np.prod(shape)) + 64)
+    with _quiet_reads():
+        dataset = ray.data.read_datasource(source)
     return dataset.materialize() if materialize else dataset
 
 
-class _Encoder:
-    """Keep a split's rows of a batch and turn its names into integer ids (vectorised in Arrow)."""
+@contextlib.contextmanager
+def _quiet_reads():
+    """Plan a read without Ray Data's progress bars: training prints one line an epoch (Tune's
+    table in a sweep), and bars from every split of every trial would flood the logs."""
+    from ray.data import DataContext
 
-    def __init__(self, chosen: pd.DataFrame, index: ShardIndex):
-        self.site_ids = pa.array(chosen["site_id"].to_numpy())
-        self.site_rows = pa.array(chosen.index.to_numpy(), type=pa.int64())
+    ctx = DataContext.get_current()
+    before, ctx.enable_progress_bars = ctx.enable_progress_bars, False
+    try:
+        yield
+    finally:
+        ctx.enable_progress_bars = before
+
+
+class _Encoder:
+    """Turn the names of the rows read from a shard into integer ids (vectorised in Arrow), after
+    checking that they are the sites the index expects there."""
+
+    def __init__(self, index: ShardIndex):
         self.experiments = pa.array(index.experiments)
         self.plates = pa.array([f"{e}/{p}" for e, p in index.plates])
         self.cell_types = pa.array(index.cell_types)
         self.shape = (index.n_channels, index.image_size, index.image_size)
 
-    def __call__(self, batch: pa.Table) -> pa.Table:
-        position = pc.index_in(batch["site_id"], value_set=self.site_ids)
-        keep = pc.is_valid(position)
-        batch, position = batch.filter(keep), position.filter(keep)
+    def __call__(self, batch: pa.Table, expected: dict[str, np.ndarray]) -> pa.Table:
+        if batch["site_id"].to_pylist() != expected["site_id"].tolist():
+            raise ValueError("a shard no longer holds the sites its folder's index lists: the shard "
+                             "folder changed after it was opened; open it again (or ingest again)")
         plate_key = pc.binary_join_element_wise(batch["experiment"], pc.cast(batch["plate"], pa.string()), "/")
         return pa.table({
             "image": as_tensor(batch["image"], self.shape),
@@ -129,7 +151,7 @@ class _Encoder:
             "experiment_id": pc.cast(pc.index_in(batch["experiment"], value_set=self.experiments), pa.int64()),
             "plate_id": pc.cast(pc.index_in(plate_key, value_set=self.plates), pa.int64()),
             "cell_type_id": pc.cast(pc.index_in(batch["cell_type"], value_set=self.cell_types), pa.int64()),
-            "site_index": pc.take(self.site_rows, position),
+            "site_index": pa.array(expected["site_index"], type=pa.int64()),
         })
 
 

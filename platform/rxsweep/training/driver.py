@@ -21,7 +21,6 @@ manager snapshot from there, and the loop starts at the next epoch).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -60,40 +59,21 @@ def build_datasets(cfg: TrainConfig, plan: RunPlan) -> tuple[dict, dict[str, lis
         ds.context.execution_options.preserve_order = True
         return ds
 
-    with _parquet_datasource_v1():
-        train = read(TRAIN_SPLIT)
-        if cfg.materialize:
-            train = train.random_shuffle(seed=cfg.seed).materialize()
-        else:
-            train = train.randomize_block_order(seed=cfg.seed)
-        datasets = {TRAIN_SPLIT: train}
-        names: dict[str, list[str]] = {}
-        for split in EVAL_SPLITS:
-            ds = read(split)
-            if cfg.num_workers == 1:
-                datasets[split], names[split] = ds.materialize() if cfg.materialize else ds, [split]
-                continue
-            names[split] = [f"{split}_rank{r}" for r in range(cfg.num_workers)]
-            datasets.update(zip(names[split], ds.split(cfg.num_workers, equal=False)))
+    train = read(TRAIN_SPLIT)
+    if cfg.materialize:
+        train = train.random_shuffle(seed=cfg.seed).materialize()
+    else:
+        train = train.randomize_block_order(seed=cfg.seed)
+    datasets = {TRAIN_SPLIT: train}
+    names: dict[str, list[str]] = {}
+    for split in EVAL_SPLITS:
+        ds = read(split)
+        if cfg.num_workers == 1:
+            datasets[split], names[split] = ds.materialize() if cfg.materialize else ds, [split]
+            continue
+        names[split] = [f"{split}_rank{r}" for r in range(cfg.num_workers)]
+        datasets.update(zip(names[split], ds.split(cfg.num_workers, equal=False)))
     return datasets, names
-
-
-@contextlib.contextmanager
-def _parquet_datasource_v1():
-    """Plan the reads with Ray Data's V1 Parquet datasource, without progress bars. Measured here
-    (Ray 2.60, 2 cores): V2's ListFiles step sits ~5 s idle before reading 44 local shard files
-    (7-12 s a split, vs ~1.2 s with V1), for every split of every run. Progress is one line an
-    epoch (Tune's table in a sweep): bars from every read would flood the logs. Scoped to the reads
-    planned in this module."""
-    from ray.data import DataContext
-
-    ctx = DataContext.get_current()
-    before = ctx.use_datasource_v2, ctx.enable_progress_bars
-    ctx.use_datasource_v2, ctx.enable_progress_bars = False, False
-    try:
-        yield
-    finally:
-        ctx.use_datasource_v2, ctx.enable_progress_bars = before
 
 
 class MetricsLog(UserCallback):
