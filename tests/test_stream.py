@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 
 from rxrx1_files import write_kaggle
+from rxsweep.data.image_column import to_numpy
 from rxsweep.data.ingest import ingest
+from rxsweep.data.shard_source import read_shard
 from rxsweep.data.splits import SplitSpec, assign_splits
 from rxsweep.data.stream import batch_transform, open_shards, split_dataset, with_splits
 from rxsweep.data.transforms import AugmentSpec, BatchTransform
@@ -74,6 +78,35 @@ def test_each_split_streams_exactly_its_sites(shards):
         assert (rows["label"].to_numpy() == first["label"].numpy()).all()
         assert [index.experiments[i] for i in first["experiment_id"]] == list(rows["experiment"])
         assert [index.plates[i] for i in first["plate_id"]] == list(zip(rows["experiment"], rows["plate"]))
+        assert torch.equal(first["image"], torch.from_numpy(_pixels_of(index, rows)))
+
+
+def _pixels_of(index, rows) -> np.ndarray:
+    """The sites' pixels read straight from their shards with pyarrow."""
+    out = []
+    for shard, row in zip(rows["shard"], rows["row"]):
+        table = pq.read_table(index.root / shard, columns=["image"])
+        out.append(to_numpy(table["image"].slice(row, 1), (index.n_channels, index.image_size, index.image_size)))
+    return np.concatenate(out)
+
+
+def test_shard_reader_decodes_only_wanted_row_groups_and_keeps_row_order(tmp_path):
+    path = tmp_path / "shard.parquet"
+    pq.write_table(pa.table({"site_id": [f"s{i}" for i in range(10)], "v": list(range(10))}), path,
+                   row_group_size=3)  # row groups [0-2] [3-5] [6-8] [9]
+    rows = np.array([1, 2, 7, 9])
+    blocks = list(read_shard(str(path), rows, {"key": rows * 10}, ["site_id", "v"],
+                              lambda table, values: table.append_column("key", pa.array(values["key"]))))
+    assert [b.num_rows for b in blocks] == [2, 1, 1]  # groups 0, 2 and 3; group 1 never read
+    assert pa.concat_tables(blocks).to_pydict() == {"site_id": ["s1", "s2", "s7", "s9"], "v": [1, 2, 7, 9],
+                                                    "key": [10, 20, 70, 90]}
+
+
+def test_a_shard_changed_after_opening_is_an_error_not_wrong_labels(shards):
+    index = _split(shards, val_experiments=("HUVEC-02",), test_experiments=("HEPG2-03",))
+    index.table["site_id"] = index.table["site_id"].sample(frac=1.0, random_state=0).to_numpy()  # stale index
+    with pytest.raises(Exception, match="a shard no longer holds the sites its folder's index lists"):
+        split_dataset(index, "heldout_val").materialize()
 
 
 def _plate_batch(index, experiment="HUVEC-03", plate=1):

@@ -40,7 +40,7 @@ class ShardDatasource(Datasource):
         # One task a shard: ingest sizes shards for a task, and a task per file keeps the index's
         # row order, so a seed fixes the batches. Each task carries only its own shard's part.
         return [
-            ReadTask(functools.partial(_read_shard, path, rows, values, self.columns, self.encode),
+            ReadTask(functools.partial(read_shard, path, rows, values, self.columns, self.encode),
                      BlockMetadata(num_rows=len(rows), size_bytes=len(rows) * self.row_bytes,
                                    exec_stats=None, input_files=[path]),
                      per_task_row_limit=per_task_row_limit)
@@ -48,7 +48,7 @@ class ShardDatasource(Datasource):
         ]
 
 
-def _read_shard(path: str, rows: np.ndarray, values: dict[str, np.ndarray], columns: list[str],
+def read_shard(path: str, rows: np.ndarray, values: dict[str, np.ndarray], columns: list[str],
                 encode: Callable) -> Iterator[pa.Table]:
     """A block a row group that holds wanted rows; the others are never decompressed."""
     shard = pq.ParquetFile(path)
