@@ -124,7 +124,7 @@ def main() -> None:
         space_file.write_text(SPACE.format(name="overhead", trials=args.trials, epochs=args.epochs, steps=args.steps))
         space = load_space(space_file)
         ray_started = time.perf_counter()
-        init_ray(num_cpus=(os.cpu_count() or 1) + 1)
+        init_ray()
         ray_start_s = time.perf_counter() - ray_started
         before = bare_trials(space, data, args.trials, tmp)
         sequential, work_seq = timed_sweep(space_file, data, tmp / "runs", "sequential", 1)

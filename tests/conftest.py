@@ -30,6 +30,9 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_SPACE = REPO / "tests" / "spaces" / "tiny.yaml"
 
 
+JOB_LOG = "job-output.txt"  # what jobs/sweep.py printed (stderr, stdout), next to sweeps/
+
+
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory) -> Path:
     """A real sweep, run once per session as a user runs it (`python jobs/sweep.py`, its own local
@@ -41,6 +44,7 @@ def tiny_sweep(tmp_path_factory) -> Path:
     done = subprocess.run([sys.executable, str(REPO / "jobs" / "sweep.py"), "--space", str(TINY_SPACE),
                            "--storage", str(storage)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    (storage / JOB_LOG).write_text(done.stderr + done.stdout)
     sweep_dir = Path(done.stdout.strip().splitlines()[-1])
     assert sweep_dir.is_dir(), done.stdout[-3000:]
     return sweep_dir

@@ -61,6 +61,17 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
         assert len(t.values) == 2
 
 
+def test_job_that_ingests_first_still_runs_trials_side_by_side(tiny_sweep):
+    """jobs/sweep.py without --data ingests (which starts Ray) before the sweep: the Ray it starts
+    must hold as many 1.1-CPU trials as the sweep's own would (2 of the 3 on this 2-core machine)."""
+    from conftest import JOB_LOG
+    from rxsweep.cluster import local_cpus
+
+    printed = (tiny_sweep.parent.parent / JOB_LOG).read_text()
+    expected = min(3, int(local_cpus() / 1.1))
+    assert f"3 trials, up to {expected} at a time" in printed, printed[:2000]
+
+
 def test_conditional_parameters_appear_only_under_their_condition(tiny_sweep):
     sweep = load_sweep(tiny_sweep)
     for trial in sweep.trials:

@@ -189,8 +189,7 @@ def train(data: str | Path, out: str | Path, config: str | Path | TrainConfig | 
 
     from rxsweep.cluster import init_ray
 
-    # A local Ray big enough for the workers plus Ray Data's tasks.
-    init_ray(num_cpus=max(os.cpu_count() or 1, int(cfg.num_workers * cfg.cpus_per_worker + 1.999)))
+    init_ray(num_cpus=cfg.num_workers * cfg.cpus_per_worker + 1)  # the workers plus Ray Data's reads
     trainer = build_trainer(cfg, data, out.parent, out.name, plan=plan)
     printer = _Printer(out / METRICS_FILE, cfg.epochs, echo)
     printer.start()

@@ -178,10 +178,7 @@ def _scheduler(space: SearchSpace):
 def _init_ray(space: SearchSpace) -> None:
     from rxsweep.cluster import init_ray
 
-    # A local Ray gets one logical CPU more than the cores, for the trial drivers (0.1 CPU each,
-    # idle while they wait) and Ray Data's reads, so 2 one-CPU trials run side by side on 2 cores.
-    cpus = max((os.cpu_count() or 1) + 1, math.ceil(space.trial_resources()["CPU"]))
-    init_ray(num_cpus=cpus, log_to_driver=True)
+    init_ray(num_cpus=space.trial_resources()["CPU"], log_to_driver=True)
 
 
 def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
