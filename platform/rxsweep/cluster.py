@@ -1,10 +1,10 @@
 """Connecting to Ray: one place that decides between a cluster and a local Ray.
 
 With RAY_ADDRESS set (as under `ray job submit`, or pointed at a cluster by hand) rxsweep joins
-that cluster; otherwise it starts a local Ray on this machine, sized by the caller, with its
-dashboard on 127.0.0.1 only, and always one logical CPU more than the machine's cores (see
-local_cpus): whichever command starts it first (an ingest before a sweep, in the default job),
-the same Ray then holds as many trials as the sweep expects. The dashboard is not optional: it serves the state API that Ray
+that cluster; otherwise it starts a local Ray on this machine with its dashboard on 127.0.0.1
+only, and one logical CPU more than the machine's cores (see local_cpus) whichever command starts
+it: in the default job an ingest starts it and the sweep then runs in it, so it must hold as many
+trials as the sweep expects. The dashboard is not optional: it serves the state API that Ray
 Train's placement-group cleaner asks whether a run's controller is alive, so without it the CPUs
 of a trial stopped early (ASHA) are never given back. Ray's token authentication stays as Ray
 sets it (on, for local clusters of 2.59+).
@@ -31,7 +31,7 @@ def local_cpus(at_least: float = 0) -> int:
     return max((os.cpu_count() or 1) + 1, math.ceil(at_least))
 
 
-def init_ray(num_cpus: int | None = None, log_to_driver: bool = False) -> None:
+def init_ray(num_cpus: float | None = None, log_to_driver: bool = False) -> None:
     """Join the cluster in RAY_ADDRESS, or start a local Ray with local_cpus(num_cpus) logical CPUs."""
     import ray
 
@@ -45,5 +45,5 @@ def init_ray(num_cpus: int | None = None, log_to_driver: bool = False) -> None:
     else:
         # address="local": always a new instance. Without it ray.init() joins any cluster that
         # `ray start` left on this machine (or waits minutes on a stale record of a dead one).
-        ray.init(address="local", num_cpus=local_cpus(num_cpus or 0), include_dashboard=True, dashboard_host="127.0.0.1",
-                 **kwargs)
+        ray.init(address="local", num_cpus=local_cpus(num_cpus or 0), include_dashboard=True,
+                 dashboard_host="127.0.0.1", **kwargs)

@@ -49,7 +49,7 @@ class ShardDatasource(Datasource):
 
 
 def read_shard(path: str, rows: np.ndarray, values: dict[str, np.ndarray], columns: list[str],
-                encode: Callable) -> Iterator[pa.Table]:
+               encode: Callable) -> Iterator[pa.Table]:
     """A block a row group that holds wanted rows; the others are never decompressed."""
     shard = pq.ParquetFile(path)
     start = 0

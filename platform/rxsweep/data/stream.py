@@ -110,6 +110,7 @@ def split_dataset(index: ShardIndex, split: str, materialize: bool = False):
               {"site_index": rows.index.to_numpy(), "site_id": rows["site_id"].to_numpy()})
              for shard, rows in chosen.sort_values(["shard", "row"]).groupby("shard", sort=True)]
     shape = (index.n_channels, index.image_size, index.image_size)
+    # row_bytes only sizes Ray's blocks: the pixels plus a rough allowance for the id columns.
     source = ShardDatasource(parts, READ_COLUMNS, _Encoder(index), row_bytes=int(np.prod(shape)) + 64)
     with _quiet_reads():
         dataset = ray.data.read_datasource(source)
