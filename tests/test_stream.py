@@ -86,7 +86,7 @@ def _pixels_of(index, rows) -> np.ndarray:
     out = []
     for shard, row in zip(rows["shard"], rows["row"]):
         table = pq.read_table(index.root / shard, columns=["image"])
-        out.append(to_numpy(table["image"].slice(row, 1), (index.n_channels, index.image_size, index.image_size)))
+        out.append(to_numpy(table["image"].slice(row, 1), index.image_shape))
     return np.concatenate(out)
 
 

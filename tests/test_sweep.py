@@ -64,11 +64,13 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
 def test_job_that_ingests_first_still_runs_trials_side_by_side(tiny_sweep):
     """jobs/sweep.py without --data ingests (which starts Ray) before the sweep: the Ray it starts
     must hold as many 1.1-CPU trials as the sweep's own would (2 of the 3 on this 2-core machine)."""
-    from conftest import JOB_LOG
+    from conftest import JOB_LOG, TINY_SPACE
     from rxsweep.cluster import local_cpus
+    from rxsweep.tuning.space import load_space
+    from rxsweep.tuning.sweep import concurrent_trials
 
     printed = (tiny_sweep.parent.parent / JOB_LOG).read_text()
-    expected = min(3, int(local_cpus() / 1.1))
+    expected = concurrent_trials({"CPU": local_cpus()}, load_space(TINY_SPACE).trial_resources(), 3)
     assert f"3 trials, up to {expected} at a time" in printed, printed[:2000]
 
 

@@ -53,6 +53,11 @@ class ShardIndex:
         return int(self.manifest["image_size"])
 
     @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """[C, H, W] of every site's uint8 image."""
+        return self.n_channels, self.image_size, self.image_size
+
+    @property
     def n_classes(self) -> int:
         """Class ids are the layout's own (Kaggle/WILDS: 0..1138), so the head has max id + 1 outputs."""
         return max(self.manifest["classes"]) + 1
@@ -109,9 +114,9 @@ def split_dataset(index: ShardIndex, split: str, materialize: bool = False):
     parts = [(str(index.root / shard), rows["row"].to_numpy(),
               {"site_index": rows.index.to_numpy(), "site_id": rows["site_id"].to_numpy()})
              for shard, rows in chosen.sort_values(["shard", "row"]).groupby("shard", sort=True)]
-    shape = (index.n_channels, index.image_size, index.image_size)
     # row_bytes only sizes Ray's blocks: the pixels plus a rough allowance for the id columns.
-    source = ShardDatasource(parts, READ_COLUMNS, _Encoder(index), row_bytes=int(np.prod(shape)) + 64)
+    row_bytes = int(np.prod(index.image_shape)) + 64
+    source = ShardDatasource(parts, READ_COLUMNS, _Encoder(index), row_bytes=row_bytes)
     with _quiet_reads():
         dataset = ray.data.read_datasource(source)
     return dataset.materialize() if materialize else dataset
@@ -139,7 +144,7 @@ class _Encoder:
         self.experiments = pa.array(index.experiments)
         self.plates = pa.array([f"{e}/{p}" for e, p in index.plates])
         self.cell_types = pa.array(index.cell_types)
-        self.shape = (index.n_channels, index.image_size, index.image_size)
+        self.shape = index.image_shape
 
     def __call__(self, batch: pa.Table, expected: dict[str, np.ndarray]) -> pa.Table:
         if batch["site_id"].to_pylist() != expected["site_id"].tolist():
