@@ -33,6 +33,7 @@ from ray.train import UserCallback
 
 from rxsweep.training import checkpointing as ckpt
 from rxsweep.training.config import ConfigError, TrainConfig
+from rxsweep.training.placement_groups import PlacementGroupLedger
 from rxsweep.training.plan import EVAL_SPLITS, TRAIN_SPLIT, RunPlan, preflight
 
 CONFIG_FILE = "config.yaml"
@@ -129,12 +130,15 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
     plan = plan or preflight(cfg, shards_dir)
     datasets, eval_names = datasets or build_datasets(cfg, plan)
     run_dir = Path(storage_path) / name
+    remote = "://" in str(storage_path)
     run_config = RunConfig(
         name=name, storage_path=str(storage_path),
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
         failure_config=FailureConfig(max_failures=max_failures),
-        # metrics.jsonl is written by the controller, on the driver's node: local storage only.
-        callbacks=[*([] if "://" in str(storage_path) else [MetricsLog(str(run_dir))]), *callbacks],
+        # metrics.jsonl and the placement-group ledger are written by the controller, on the
+        # driver's node: local (or shared) storage only.
+        callbacks=[*([] if remote else [MetricsLog(str(run_dir))]),
+                   PlacementGroupLedger(None if remote else str(run_dir)), *callbacks],
     )
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}
     return TorchTrainer(

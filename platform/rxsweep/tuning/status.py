@@ -3,7 +3,9 @@
 Tune's own state is for Tune; status.json is for people and for `rxsweep rank`, which reads a
 running or finished sweep without Ray. A trial is `completed` when it reported its last
 epoch (the scheduler may end it right then: that is no early stop), `stopped` when the scheduler
-ended it before, `error` with the message.
+ended it before, `error` with the message. ``started_at`` and ``ended_at`` (seconds since the
+epoch) say when Tune started the trial and when it ended, so a sweep's use of its concurrency can
+be read off the disk.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from ray.tune import Callback
 
 from rxsweep.tuning import layout
 
+#: Fields of status.json that later events keep: when the trial first started (a retry starts it
+#: again) and what the placement-group guard released (rxsweep.tuning.guard).
+KEPT = ("started_at", "released_placement_groups")
+
 
 class TrialStatusWriter(Callback):
     def __init__(self, sweep_dir: str, epochs: int) -> None:
@@ -21,9 +27,13 @@ class TrialStatusWriter(Callback):
         self.epochs = epochs
 
     def _write(self, trial, status: str, **extra) -> None:
+        path = layout.trial_dir(self.sweep_dir, trial.trial_id) / layout.STATUS_FILE
+        kept = {k: v for k, v in (layout.read_json(path) or {}).items() if k in KEPT}
         result = trial.last_result or {}
-        layout.write_json(layout.trial_dir(self.sweep_dir, trial.trial_id) / layout.STATUS_FILE, {
-            "trial_id": trial.trial_id, "status": status, "params": trial.config,
+        if status == "running":
+            kept.setdefault("started_at", time.time())
+        layout.write_json(path, {
+            **kept, "trial_id": trial.trial_id, "status": status, "params": trial.config,
             "last_epoch": result.get("epoch"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **extra,
         })
@@ -36,9 +46,10 @@ class TrialStatusWriter(Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         done = (trial.last_result or {}).get("epoch") == self.epochs
-        self._write(trial, "completed" if done else "stopped")
+        self._write(trial, "completed" if done else "stopped", ended_at=time.time())
 
     def on_trial_error(self, iteration, trials, trial, **info):
         error = trial.get_error() or "unknown error"
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        self._write(trial, "error", error=lines[-1] if lines else str(error), error_file=trial.error_file)
+        self._write(trial, "error", error=lines[-1] if lines else str(error), error_file=trial.error_file,
+                    ended_at=time.time())

@@ -89,6 +89,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
 
     from rxsweep.training.driver import build_datasets
     from rxsweep.tuning.searcher import make_searcher
+    from rxsweep.tuning.guard import PlacementGroupGuard
     from rxsweep.tuning.status import TrialStatusWriter
     from rxsweep.tuning.trial import run_trial
 
@@ -123,7 +124,8 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
             run_config=tune.RunConfig(
                 name=layout.TUNE_DIR, storage_path=str(sweep_dir),
                 failure_config=tune.FailureConfig(max_failures=space.failures.trial_retries),
-                callbacks=[TrialStatusWriter(str(sweep_dir), space.base_config().epochs)], verbose=1 if echo else 0),
+                callbacks=[TrialStatusWriter(str(sweep_dir), space.base_config().epochs),
+                           PlacementGroupGuard(str(sweep_dir))], verbose=1 if echo else 0),
         )
     results = tuner.fit()
     known = {r.metrics.get("trial_id") for r in results} | {_trial_id_of(r) for r in results}

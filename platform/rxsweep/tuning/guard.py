@@ -1,0 +1,96 @@
+"""A Tune callback (runs in the sweep driver) that makes sure an ended trial holds no resources.
+
+After a trial ends (completed, stopped by the scheduler, errored, or about to be retried) its
+Train run's placement groups must be gone before the next trial needs them; Ray Train removes
+them itself on a graceful end, and its PlacementGroupCleaner after an ungraceful one. This guard
+checks, ``settle_s`` seconds after the end (time for Ray's own cleaner), every placement group
+that the trial's run recorded in its ledger (rxsweep.training.placement_groups): one still
+reserved by a dead controller, or still reserved ``grace_s`` after the end, is removed, and the
+sweep says so (trial id, placement group, resources) on stderr and in the trial's status.json
+under ``released_placement_groups``. So a Ray bug can slow a sweep down, never stall it silently.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from ray.tune import Callback
+
+from rxsweep.training.placement_groups import release_orphans
+from rxsweep.tuning import layout
+
+#: Seconds after a trial's end before the guard looks (Ray's cleaner polls every second).
+SETTLE_S = 5.0
+#: Seconds after a trial's end after which a group still reserved is removed even if its
+#: controller seems alive (or the State API cannot tell).
+GRACE_S = 30.0
+#: Seconds between two looks at the trials still waiting to be judged.
+POLL_S = 1.0
+
+
+class PlacementGroupGuard(Callback):
+    def __init__(self, sweep_dir: str, settle_s: float = SETTLE_S, grace_s: float = GRACE_S) -> None:
+        self.sweep_dir = sweep_dir
+        self.settle_s, self.grace_s = settle_s, grace_s
+        self._ended: dict[str, float | None] = {}  # trial id -> when it ended (None: restarted since)
+        self._last_look = 0.0
+        self._gcs_address: str | None = None
+
+    # Tune's events ------------------------------------------------------------------------
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended[trial.trial_id] = time.time()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended[trial.trial_id] = time.time()
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self._ended[trial.trial_id] = time.time()  # its old controller must go before the retry runs
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id in self._ended:  # a retry: only its dead controllers' groups are fair game
+            self._ended[trial.trial_id] = None
+
+    def on_step_begin(self, iteration, trials, **info):
+        now = time.time()
+        if self._ended and now - self._last_look >= POLL_S:
+            self._last_look = now
+            self._look(now)
+
+    def on_experiment_end(self, trials, **info):
+        deadline = time.time() + self.settle_s + self.grace_s
+        while self._ended and time.time() < deadline:
+            self._look(time.time())
+            if self._ended:
+                time.sleep(POLL_S)
+        self._look(time.time(), final=True)
+
+    # ---------------------------------------------------------------------------------------
+    def _look(self, now: float, final: bool = False) -> None:
+        for trial_id, ended_at in list(self._ended.items()):
+            if ended_at is not None and now - ended_at < self.settle_s and not final:
+                continue
+            run_dir = layout.trial_dir(self.sweep_dir, trial_id)
+            since = ended_at if ended_at is not None else now  # a restarted trial: no grace rule
+            grace = 0.0 if final else (self.grace_s if ended_at is not None else float("inf"))
+            released, waiting = release_orphans(run_dir, since, grace, self._gcs())
+            if released:
+                self._report(trial_id, run_dir, released)
+            if not waiting:
+                del self._ended[trial_id]
+
+    def _gcs(self) -> str | None:
+        if self._gcs_address is None:
+            import ray
+
+            self._gcs_address = ray.get_runtime_context().gcs_address
+        return self._gcs_address
+
+    def _report(self, trial_id: str, run_dir, released) -> None:
+        for r in released:
+            print(f"rxsweep: trial {trial_id} had ended, but placement group {r.placement_group} "
+                  f"{r.bundles} was still reserved ({r.why}); removed it", file=sys.stderr, flush=True)
+        status = layout.read_json(run_dir / layout.STATUS_FILE) or {"trial_id": trial_id}
+        previous = status.get("released_placement_groups", [])
+        layout.write_json(run_dir / layout.STATUS_FILE, {**status, "released_placement_groups": previous + [
+            {"placement_group": r.placement_group, "bundles": r.bundles, "why": r.why} for r in released]})

@@ -1,0 +1,153 @@
+"""A Train run gives back its placement groups (rxsweep.training.placement_groups), on real Ray.
+
+One local Ray with its dashboard for the module: release_orphans asks the State API (which the
+dashboard serves) whether a run's controller still lives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rxsweep.training.placement_groups import (LEDGER_FILE, PlacementGroupLedger, read_ledger,
+                                               release_orphans)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_dashboard():
+    import sys
+
+    import ray
+    from ray import cloudpickle
+
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # its train functions, for the workers
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=3, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False,
+             configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+def reserved(ray) -> dict[str, dict]:
+    return {k: v for k, v in ray.util.placement_group_table().items() if v["state"] == "CREATED"}
+
+
+def _fail_first_start_callback():
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+
+    class FailFirstStart(WorkerGroupCallback):
+        """Raises in after_worker_group_start: the worker group's state is built by then."""
+
+        def after_worker_group_start(self, worker_group):
+            raise RuntimeError("injected: a callback failed after the worker group started")
+
+    return FailFirstStart()
+
+
+def _report_once(config):
+    import ray.train
+
+    ray.train.report({"x": 1})
+
+
+def _fit_with_failing_start(tmp_path, extra_callbacks):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(_report_once, scaling_config=ScalingConfig(num_workers=1),
+                           run_config=RunConfig(name="run", storage_path=str(tmp_path),
+                                                callbacks=[_fail_first_start_callback(), *extra_callbacks]))
+    with pytest.raises(Exception, match="injected"):
+        trainer.fit()
+
+
+def test_a_failed_worker_group_start_releases_its_placement_group(ray_dashboard, tmp_path):
+    """Ray 2.60 keeps the placement group of a worker group whose start failed after its state was
+    built (the control below); with rxsweep's ledger callback the group is removed."""
+    ray = ray_dashboard
+    before = set(reserved(ray))
+    _fit_with_failing_start(tmp_path / "control", [])
+    leaked = set(reserved(ray)) - before
+    try:
+        assert len(leaked) == 1, "Ray no longer leaks here: drop ReleasingWorkerGroup and this control"
+    finally:
+        from ray.util.placement_group import PlacementGroup, remove_placement_group
+        from ray._raylet import PlacementGroupID
+
+        for pg in leaked:
+            remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(pg)))
+
+    _fit_with_failing_start(tmp_path / "fixed", [PlacementGroupLedger(str(tmp_path / "fixed" / "run"))])
+    assert set(reserved(ray)) - before == set()
+
+
+def test_a_run_records_each_placement_group_it_reserves(ray_dashboard, tmp_path):
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    run_dir = tmp_path / "run"
+    TorchTrainer(_report_once, scaling_config=ScalingConfig(num_workers=1),
+                 run_config=RunConfig(name="run", storage_path=str(tmp_path),
+                                      callbacks=[PlacementGroupLedger(str(run_dir))])).fit()
+    (entry,) = read_ledger(run_dir)
+    assert entry["bundles"] == [{"CPU": 1.0}]
+    table = ray_dashboard.util.placement_group_table()
+    assert table[entry["placement_group"]]["state"] == "REMOVED"  # a finished run gave it back itself
+    assert release_orphans(run_dir, ended_at=0, grace_s=0) == ([], False)  # nothing left to release
+
+
+def _holder_cls(ray):
+    @ray.remote(num_cpus=0)
+    class Holder:
+        """Stands for a Train controller: creates a placement group, then dies without removing it."""
+
+        def reserve(self):
+            from ray.util.placement_group import placement_group
+
+            pg = placement_group([{"CPU": 1}])
+            ray.get(pg.ready())
+            return pg.id.hex(), ray.get_runtime_context().get_actor_id()
+
+    return Holder
+
+
+def _ledger(run_dir, pg_id, controller):
+    run_dir.mkdir(parents=True, exist_ok=True)
+    entry = {"placement_group": pg_id, "bundles": [{"CPU": 1.0}], "controller": controller, "time": 0}
+    (run_dir / LEDGER_FILE).write_text(json.dumps(entry) + "\n" + '{"placement_gro')  # a torn last line
+
+
+def test_release_orphans_removes_the_group_of_a_dead_controller_and_waits_for_a_live_one(ray_dashboard, tmp_path):
+    import time
+
+    ray = ray_dashboard
+    gcs = ray.get_runtime_context().gcs_address
+    holder = _holder_cls(ray).remote()
+    pg_id, controller = ray.get(holder.reserve.remote())
+    _ledger(tmp_path / "run", pg_id, controller)
+    assert len(read_ledger(tmp_path / "run")) == 1
+
+    # controller alive, within the grace period: left alone, and the caller is told to look again
+    assert release_orphans(tmp_path / "run", time.time(), grace_s=600, gcs_address=gcs) == ([], True)
+    assert ray.util.placement_group_table()[pg_id]["state"] == "CREATED"
+
+    ray.kill(holder)  # an ungraceful death: the group outlives its creator (it lives as long as the job)
+    time.sleep(1)
+    assert ray.util.placement_group_table()[pg_id]["state"] == "CREATED"
+    released, waiting = release_orphans(tmp_path / "run", time.time(), grace_s=600, gcs_address=gcs)
+    assert [(r.placement_group, r.why) for r in released] == [(pg_id, "controller dead")] and not waiting
+    assert ray.util.placement_group_table()[pg_id]["state"] == "REMOVED"
+
+
+def test_release_orphans_removes_a_group_still_held_after_the_grace_period(ray_dashboard, tmp_path):
+    ray = ray_dashboard
+    holder = _holder_cls(ray).remote()
+    pg_id, controller = ray.get(holder.reserve.remote())
+    _ledger(tmp_path / "run", pg_id, controller)
+    released, waiting = release_orphans(tmp_path / "run", ended_at=0, grace_s=30)  # ended long ago
+    assert [(r.placement_group, r.why) for r in released] == [(pg_id, "grace period over")] and not waiting
+    assert ray.util.placement_group_table()[pg_id]["state"] == "REMOVED"
+    ray.kill(holder)
