@@ -19,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from rxsweep.tuning import layout
+
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_JOB = REPO / "jobs" / "sweep.py"
 
@@ -140,3 +142,21 @@ class HeadNode:
 
     def stop(self) -> None:
         stop_ray_under(self.tmpdir)
+
+
+def shards_of(sweep_dir: Path) -> Path:
+    """The shard folder a sweep ran on (sweep.json)."""
+    return Path(json.loads((sweep_dir / layout.SWEEP_FILE).read_text())["data"])
+
+
+def train_workers_under(tmpdir: str) -> list[psutil.Process]:
+    """The Ray Train worker processes of the Ray living under `tmpdir`."""
+    workers = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []) and \
+                    any(tmpdir in " ".join(p.cmdline()) for p in proc.parents()):
+                workers.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return workers

@@ -6,6 +6,7 @@ dashboard serves) whether a run's controller still lives."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -99,6 +100,16 @@ def test_a_run_records_each_placement_group_it_reserves(ray_dashboard, tmp_path)
     assert release_orphans(run_dir, ended_at=0, grace_s=0) == ([], False)  # nothing left to release
 
 
+def test_read_ledger_skips_a_torn_last_line_and_names_any_other_bad_line(tmp_path):
+    good = json.dumps({"placement_group": "ab", "bundles": [{"CPU": 1.0}], "controller": "cd", "time": 0})
+    (tmp_path / LEDGER_FILE).write_text(good + "\n" + good[:20])
+    assert [e["placement_group"] for e in read_ledger(tmp_path)] == ["ab"]
+    (tmp_path / LEDGER_FILE).write_text(good[:20] + "\n" + good + "\n")
+    with pytest.raises(ValueError, match=f"{LEDGER_FILE}:1: not a JSON line"):
+        read_ledger(tmp_path)
+    assert read_ledger(tmp_path / "never-started") == []
+
+
 def _holder_cls(ray):
     @ray.remote(num_cpus=0)
     class Holder:
@@ -151,3 +162,81 @@ def test_release_orphans_removes_a_group_still_held_after_the_grace_period(ray_d
     assert [(r.placement_group, r.why) for r in released] == [(pg_id, "grace period over")] and not waiting
     assert ray.util.placement_group_table()[pg_id]["state"] == "REMOVED"
     ray.kill(holder)
+
+
+def _report_then_wait(config):
+    import time
+
+    import ray.train
+
+    ray.train.report({"x": 1})
+    time.sleep(600)
+
+
+def test_with_two_local_rays_only_the_sweep_driver_releases_a_stopped_trials_group(ray_dashboard, tmp_path):
+    """The README's known limit, measured: a trial driver ended the way Tune ends a stopped trial
+    (its controller dies with it) while a second Ray runs on this machine. Ray Train's cleaner
+    cannot tell which Ray to ask about the controller and leaves the group reserved;
+    release_orphans, given this Ray's address, removes it."""
+    import sys
+    import time
+
+    from processes import HeadNode
+
+    ray = ray_dashboard
+    other = HeadNode(Path(sys.executable).parent, num_cpus=1)
+    try:
+        @ray.remote(num_cpus=0)
+        class TrialDriver:
+            def fit(self, run_dir):
+                from ray.train import RunConfig, ScalingConfig
+                from ray.train.torch import TorchTrainer
+
+                TorchTrainer(_report_then_wait, scaling_config=ScalingConfig(num_workers=1),
+                             run_config=RunConfig(name="run", storage_path=str(Path(run_dir).parent),
+                                                  callbacks=[PlacementGroupLedger(run_dir)])).fit()
+
+        run_dir = tmp_path / "run"
+        driver = TrialDriver.remote()
+        driver.fit.remote(str(run_dir))
+        deadline = time.time() + 120
+        while not read_ledger(run_dir) and time.time() < deadline:
+            time.sleep(0.5)
+        (entry,) = read_ledger(run_dir)
+        ray.kill(driver)
+        time.sleep(15)  # Ray's cleaner looks every second
+        pg = entry["placement_group"]
+        assert ray.util.placement_group_table()[pg]["state"] == "CREATED", "Ray's cleaner works now: update README"
+        released, waiting = release_orphans(run_dir, time.time(), grace_s=600,
+                                            gcs_address=ray.get_runtime_context().gcs_address)
+        assert [(r.placement_group, r.why) for r in released] == [(pg, "controller dead")] and not waiting
+        assert ray.util.placement_group_table()[pg]["state"] == "REMOVED"
+    finally:
+        other.stop()
+
+
+def test_the_sweep_guard_releases_an_ended_trials_leftover_group_and_says_so(ray_dashboard, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    from rxsweep.tuning import layout
+    from rxsweep.tuning.guard import PlacementGroupGuard
+
+    ray = ray_dashboard
+    holder = _holder_cls(ray).remote()
+    pg_id, controller = ray.get(holder.reserve.remote())
+    trial = SimpleNamespace(trial_id="t0001")  # the guard reads only the id of Tune's Trial
+    _ledger(layout.trial_dir(tmp_path, trial.trial_id), pg_id, controller)
+    layout.write_json(layout.trial_dir(tmp_path, trial.trial_id) / layout.STATUS_FILE, {"status": "stopped"})
+
+    guard = PlacementGroupGuard(str(tmp_path), settle_s=0.0, grace_s=600)
+    guard.on_trial_complete(0, [], trial)
+    guard.on_step_begin(0, [])  # controller alive: nothing removed yet
+    assert ray.util.placement_group_table()[pg_id]["state"] == "CREATED"
+    ray.kill(holder)
+    guard.on_experiment_end([])
+    assert ray.util.placement_group_table()[pg_id]["state"] == "REMOVED"
+    status = layout.read_json(layout.trial_dir(tmp_path, trial.trial_id) / layout.STATUS_FILE)
+    assert status["status"] == "stopped"
+    assert status["released_placement_groups"] == [{"placement_group": pg_id, "bundles": [{"CPU": 1.0}],
+                                                    "why": "controller dead"}]
+    assert f"trial t0001 had ended, but placement group {pg_id}" in capsys.readouterr().err

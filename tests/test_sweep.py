@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import optuna
-import psutil
 import pytest
 
-from processes import (REPO, HeadNode, kill_tree, ray_tmpdir, start_sweep, stop_ray_under, venv_without_rxsweep,
-                       wait_for)
+from processes import (REPO, HeadNode, kill_tree, ray_tmpdir, shards_of, start_sweep, stop_ray_under,
+                       train_workers_under, venv_without_rxsweep, wait_for)
 from rxsweep.analysis.sweep_folder import load_sweep
 from rxsweep.tuning import layout
 
@@ -22,10 +20,6 @@ SPACES = REPO / "tests" / "spaces"
 DANN_ONLY = {"lambda_max"}
 
 pytestmark = pytest.mark.slow
-
-
-def shards_of(sweep_dir: Path) -> Path:
-    return Path(json.loads((sweep_dir / layout.SWEEP_FILE).read_text())["data"])
 
 
 def epochs(trial_dir: Path) -> list[int]:
@@ -140,18 +134,6 @@ def head_node(tmp_path_factory):
     node.stop()
 
 
-def train_workers_under(tmpdir: str) -> list[psutil.Process]:
-    workers = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []) and \
-                    any(tmpdir in " ".join(p.cmdline()) for p in proc.parents()):
-                workers.append(proc)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return workers
-
-
 def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkpoint(head_node, tiny_sweep,
                                                                                      tmp_path):
     """`ray job submit --working-dir . -- python jobs/sweep.py ...` on a cluster whose Python has
@@ -193,3 +175,31 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkp
     assert {"TrainController", "RayTrainWorker"} <= classes, classes
     restarted = [a for a in head_node.actors() if a["class_name"] == "RayTrainWorker"]
     assert len(restarted) == 2  # the killed worker and its replacement
+
+
+# ------------------------------------------------ the embedded default keeps its slots busy
+
+def test_the_embedded_default_keeps_its_trial_slots_busy_to_the_end(tmp_path):
+    """`python jobs/sweep.py` with no arguments, as `make run` runs it (its own local Ray): while
+    trials wait to start, every trial slot is busy, and no trial leaves a placement group behind."""
+    from timeline import MAX_IDLE_SLOT_S, busy_intervals, longest_idle_slot
+    from rxsweep.cluster import local_cpus
+    from rxsweep.tuning.space import load_space
+    from rxsweep.tuning.sweep import concurrent_trials
+
+    default_space = REPO / "search_spaces" / "default.yaml"
+    storage, tmpdir, log = tmp_path / "store", ray_tmpdir(), tmp_path / "job.log"
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    proc = start_sweep(["--storage", str(storage)], {**env, "RAY_TMPDIR": tmpdir}, log)
+    try:
+        assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+    finally:
+        kill_tree(proc)
+        stop_ray_under(tmpdir)
+    sweep_dir = storage / "sweeps" / "default"
+    sweep = load_sweep(sweep_dir)
+    slots = concurrent_trials({"CPU": local_cpus()}, load_space(default_space).trial_resources(), len(sweep.trials))
+    assert sweep.finished and len(sweep.trials) == 6 and f"up to {slots} at a time" in log.read_text()
+    idle = longest_idle_slot(busy_intervals(sweep_dir), slots)
+    assert idle < MAX_IDLE_SLOT_S, (idle, busy_intervals(sweep_dir))
+    assert "was still reserved" not in log.read_text()

@@ -30,6 +30,10 @@ What this module does about it, at the two places rxsweep owns:
   whose controller is dead (or, once ``grace_s`` has passed, any still reserved). The sweep
   driver calls it after each trial ends (rxsweep.tuning.guard), so neither (2) nor a Ray bug
   not yet known can hold a cluster's CPUs or GPUs after their trial is over.
+
+Not covered: a controller killed between reserving a group and recording it (while its workers
+start, a few seconds) leaves a group that neither Ray's cleaner nor the ledger knows; Ray removes
+it when the sweep's job ends.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class PlacementGroupLedger(ControllerCallback, WorkerGroupCallback):
         entry = {"placement_group": pg.id.hex(), "bundles": pg.bundle_specs,
                  "controller": self.controller_id, "time": time.time()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as f:  # one short line per append: a reader never sees half of it
+        with open(self.path, "a") as f:  # one short line an append; read_ledger skips a torn last one
             f.write(json.dumps(entry) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -100,18 +104,22 @@ class ReleasingWorkerGroup(WorkerGroup):
 
 
 def read_ledger(run_dir: str | Path) -> list[dict]:
-    """The run's placement groups, oldest first ([] when it never started a worker group). A torn
-    last line (the controller killed mid-append) is skipped: that group was never used."""
+    """The run's placement groups, oldest first ([] when it never started a worker group).
+
+    A torn last line (the controller killed mid-append) is skipped; any other unreadable line is
+    a ValueError naming the file and line."""
+    path = Path(run_dir) / LEDGER_FILE
     try:
-        lines = (Path(run_dir) / LEDGER_FILE).read_text().splitlines()
+        lines = path.read_text().splitlines()
     except FileNotFoundError:
         return []
     entries = []
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         try:
             entries.append(json.loads(line))
         except ValueError:
-            continue
+            if number < len(lines):
+                raise ValueError(f"{path}:{number}: not a JSON line: {line[:80]!r}") from None
     return entries
 
 
@@ -123,15 +131,16 @@ class Released:
     why: str  # "controller dead" | "grace period over"
 
 
-def release_orphans(run_dir: str | Path, ended_at: float, grace_s: float, gcs_address: str | None = None
-                    ) -> tuple[list[Released], bool]:
+def release_orphans(run_dir: str | Path, ended_at: float, grace_s: float, gcs_address: str | None = None,
+                    settle_s: float = 0.0) -> tuple[list[Released], bool]:
     """Remove the run's placement groups that are still reserved although its trial has ended.
 
-    A group is removed when its controller is dead (the State API says DEAD or no longer knows
-    it), or when ``grace_s`` seconds have passed since ``ended_at`` whatever the controller's
-    state (a controller whose trial ended and who still holds resources that long is stuck).
-    Returns what was removed, and whether the run still holds a group that is not yet judged
-    (so the caller asks again later). Needs ``ray`` initialised.
+    Nothing is judged before ``settle_s`` seconds after ``ended_at`` (time for Ray's own
+    cleanup). Then a group is removed when its controller is dead (the State API says DEAD or no
+    longer knows it), or, once ``grace_s`` seconds have passed since ``ended_at``, whatever the
+    controller's state (a controller whose trial ended and who still holds resources that long is
+    stuck). Returns what was removed, and whether the run still holds a group not yet judged (so
+    the caller asks again later). Needs ``ray`` initialised.
     """
     import ray
     from ray._raylet import PlacementGroupID
@@ -142,11 +151,13 @@ def release_orphans(run_dir: str | Path, ended_at: float, grace_s: float, gcs_ad
         return [], False
     table = ray.util.placement_group_table()
     held = [e for e in entries if table.get(e["placement_group"], {}).get("state") in RESERVING]
+    since = time.time() - ended_at
+    if not held or since < settle_s:
+        return [], bool(held)
     released, waiting = [], False
-    past_grace = time.time() - ended_at >= grace_s
     for entry in held:
         alive = _actor_alive(entry.get("controller"), gcs_address)
-        if alive and not past_grace:
+        if alive and since < grace_s:
             waiting = True
             continue
         remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(entry["placement_group"])))

@@ -55,25 +55,27 @@ class PlacementGroupGuard(Callback):
         now = time.time()
         if self._ended and now - self._last_look >= POLL_S:
             self._last_look = now
-            self._look(now)
+            self._look()
 
     def on_experiment_end(self, trials, **info):
         deadline = time.time() + self.settle_s + self.grace_s
         while self._ended and time.time() < deadline:
-            self._look(time.time())
+            self._look()
             if self._ended:
                 time.sleep(POLL_S)
-        self._look(time.time(), final=True)
+        self._look(final=True)
 
     # ---------------------------------------------------------------------------------------
-    def _look(self, now: float, final: bool = False) -> None:
+    def _look(self, final: bool = False) -> None:
         for trial_id, ended_at in list(self._ended.items()):
-            if ended_at is not None and now - ended_at < self.settle_s and not final:
-                continue
             run_dir = layout.trial_dir(self.sweep_dir, trial_id)
-            since = ended_at if ended_at is not None else now  # a restarted trial: no grace rule
-            grace = 0.0 if final else (self.grace_s if ended_at is not None else float("inf"))
-            released, waiting = release_orphans(run_dir, since, grace, self._gcs())
+            if final:  # the sweep is over: whatever is still reserved is left over
+                since, settle, grace = 0.0, 0.0, 0.0
+            elif ended_at is None:  # restarted: only its dead controllers' groups are left over
+                since, settle, grace = 0.0, 0.0, float("inf")
+            else:
+                since, settle, grace = ended_at, self.settle_s, self.grace_s
+            released, waiting = release_orphans(run_dir, since, grace, self._gcs(), settle_s=settle)
             if released:
                 self._report(trial_id, run_dir, released)
             if not waiting:

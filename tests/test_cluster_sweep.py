@@ -1,0 +1,141 @@
+"""A sweep submitted with `ray job submit` to a `ray start --head` cluster with just enough CPUs
+for one trial at a time (and for two): it finishes, keeps its trial slots busy, and leaves no
+placement group of its job reserved, with ASHA stopping trials early and with a trial that fails.
+
+Why these tests exist: Ray Train V2 under Tune leaked a worker group's placement group (see
+rxsweep.training.placement_groups); on a cluster with room for one trial the next trial then
+waited for resources forever. A leak shows here three ways: the job does not finish, a trial slot
+stays idle while trials wait (a worker group waiting 60 s for its placement group), or a group
+of the job is still reserved after its trial ended (the sweep driver's guard had to remove it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from processes import HeadNode, shards_of, train_workers_under, venv_without_rxsweep, wait_for
+from rxsweep.analysis.sweep_folder import load_sweep
+from rxsweep.training.placement_groups import read_ledger
+from rxsweep.tuning import layout
+from rxsweep.tuning.space import load_space
+from rxsweep.tuning.sweep import concurrent_trials
+from test_sweep import SPACES
+from timeline import MAX_IDLE_SLOT_S, busy_intervals, longest_idle_slot
+
+pytestmark = pytest.mark.slow
+
+@pytest.fixture(scope="module")
+def cluster_venv(tmp_path_factory) -> Path:
+    return venv_without_rxsweep(tmp_path_factory.mktemp("cluster-venv") / "venv")
+
+
+def submit(node: HeadNode, args: list[str]) -> str:
+    submitted = node.ray_cli("job", "submit", "--address", node.address, "--working-dir", ".", "--no-wait",
+                             "--", "python", "jobs/sweep.py", *args)
+    assert submitted.returncode == 0, submitted.stderr[-3000:]
+    return next(w for w in submitted.stdout.split() + submitted.stderr.split()
+                if w.startswith("'raysubmit_")).strip("'")
+
+
+def finish(node: HeadNode, submission_id: str, timeout: float = 900) -> str:
+    """Wait for the job; return its log. Fails (with the log) unless it succeeded."""
+    logs = node.ray_cli("job", "logs", "--address", node.address, "--follow", submission_id, timeout=timeout)
+    status = node.ray_cli("job", "status", "--address", node.address, submission_id)
+    assert f"Job '{submission_id}' succeeded" in status.stdout + status.stderr, logs.stdout[-5000:]
+    return logs.stdout
+
+
+def reserved_groups_of_job(node: HeadNode, submission_id: str) -> list[dict]:
+    jobs = json.loads(node.ray_cli("list", "jobs", "--address", node.address, "--format", "json").stdout)
+    job_id = next(j["job_id"] for j in jobs if j.get("submission_id") == submission_id)
+    listed = node.ray_cli("list", "placement-groups", "--address", node.address, "--detail", "--limit", "10000",
+                          "--format", "json")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    return [pg for pg in json.loads(listed.stdout)
+            if pg["creator_job_id"] == job_id and pg["state"] != "REMOVED"]
+
+
+def test_longest_idle_slot_is_computed_from_the_timeline():
+    # two slots; the third trial starts 30 s after the first slot frees up
+    assert longest_idle_slot([(0, 10), (0, 50), (40, 60)], slots=2) == 30
+    assert longest_idle_slot([(0, 10), (0, 50), (11, 60)], slots=2) == 1
+    assert longest_idle_slot([(0, 10), (12, 20)], slots=1) == 2
+    assert longest_idle_slot([(0, 10), (0, 20)], slots=2) == 0  # nothing waits: idle slots are fine
+
+
+def check_sweep_released_everything(node: HeadNode, submission_id: str, sweep_dir: Path, log: str,
+                                    slots: int) -> None:
+    sweep = load_sweep(sweep_dir)
+    assert sweep.finished and not sweep.lost
+    assert all(t.status in ("completed", "stopped", "error") for t in sweep.trials)
+    for trial in sweep.trials:  # the guard never had to step in: Ray and rxsweep released each group
+        status = layout.read_json(trial.path / layout.STATUS_FILE)
+        assert "released_placement_groups" not in status, (trial.trial_id, status)
+    assert "was still reserved" not in log, log[-3000:]
+    assert reserved_groups_of_job(node, submission_id) == []
+    idle = longest_idle_slot(busy_intervals(sweep_dir), slots)
+    assert idle < MAX_IDLE_SLOT_S, (idle, busy_intervals(sweep_dir))
+
+
+def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sweep, tmp_path):
+    """2 CPUs hold one 1.1-CPU trial. The second trial's Train worker is SIGKILLed (no restarts,
+    no retries: the trial fails); ASHA stops some of the others. Every trial still gets the CPU."""
+    space = SPACES / "cluster.yaml"
+    slots = concurrent_trials({"CPU": 2}, load_space(space).trial_resources(), load_space(space).num_samples)
+    assert slots == 1
+    node = HeadNode(cluster_venv, num_cpus=2)
+    try:
+        storage = tmp_path / "store"
+        job = submit(node, ["--space", str(space), "--data", str(shards_of(tiny_sweep)), "--storage", str(storage)])
+        sweep_dir = storage / "sweeps" / "cluster"
+
+        first_trials_workers: set[int] = set()
+
+        def second_trial_training():
+            """The second trial's worker, once its train function runs (its worker group is in the
+            ledger): killed earlier, during the group's start, Ray Train starts the group again."""
+            workers = train_workers_under(node.tmpdir)
+            folders = list((sweep_dir / layout.TRIALS_DIR).glob("*")) if sweep_dir.exists() else []
+            ended = {f for f in folders if (layout.read_json(f / layout.STATUS_FILE) or {}).get("ended_at")}
+            if not ended:
+                first_trials_workers.update(w.pid for w in workers)
+                return None
+            started = [f for f in folders if f not in ended and read_ledger(f)]
+            fresh = [w for w in workers if w.pid not in first_trials_workers]
+            return fresh if started and fresh else None
+
+        workers = wait_for(second_trial_training, 600, "the second trial's Train worker")
+        time.sleep(1)
+        killed_at = time.time()
+        workers[0].kill()
+        log = finish(node, job)
+        sweep = load_sweep(sweep_dir)
+        statuses = sorted(t.status for t in sweep.trials)
+        assert statuses.count("error") == 1, statuses
+        assert "stopped" in statuses, statuses  # ASHA ended a trial early
+        failed = next(t for t in sweep.trials if t.status == "error")
+        assert layout.read_json(failed.path / layout.STATUS_FILE)["ended_at"] > killed_at
+        check_sweep_released_everything(node, job, sweep_dir, log, slots)
+    finally:
+        node.stop()
+
+
+def test_the_embedded_default_two_trials_at_a_time(cluster_venv, tmp_path):
+    """`jobs/sweep.py` with no arguments (synthetic data, the default space, 6 trials, ASHA) on a
+    3-CPU cluster: two 1.1-CPU trials at a time, both slots busy until the last trial starts."""
+    node = HeadNode(cluster_venv, num_cpus=3)
+    try:
+        storage = tmp_path / "store"
+        job = submit(node, ["--storage", str(storage)])
+        log = finish(node, job)
+        sweep_dir = storage / "sweeps" / "default"
+        assert "6 trials, up to 2 at a time" in log
+        sweep = load_sweep(sweep_dir)
+        assert len(sweep.trials) == 6 and "stopped" in {t.status for t in sweep.trials}
+        check_sweep_released_everything(node, job, sweep_dir, log, slots=2)
+    finally:
+        node.stop()
