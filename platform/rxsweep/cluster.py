@@ -6,8 +6,9 @@ only, and one logical CPU more than the machine's cores (see local_cpus) whichev
 it: in the default job an ingest starts it and the sweep then runs in it, so it must hold as many
 trials as the sweep expects. The dashboard is not optional: it serves the state API that Ray
 Train's placement-group cleaner asks whether a run's controller is alive, so without it the CPUs
-of a trial stopped early (ASHA) are never given back. Ray's token authentication stays as Ray
-sets it (on, for local clusters of 2.59+).
+of a trial stopped early (ASHA) are never given back; and every process of a local Ray is told
+where that API is (_start_local), so a second Ray on the machine cannot confuse it. Ray's token
+authentication stays as Ray sets it (on, for local clusters of 2.59+).
 
 When rxsweep runs from a source checkout that is not installed (jobs/sweep.py sets
 RXSWEEP_SHIP_PACKAGE=1 after putting platform/ on sys.path, as in a job submitted with
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from pathlib import Path
 
 SHIP_PACKAGE_ENV = "RXSWEEP_SHIP_PACKAGE"
+#: Where Ray's State API clients look first for the dashboard (see _start_local).
+API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
 
 
 def local_cpus(at_least: float = 0) -> int:
@@ -43,7 +47,42 @@ def init_ray(num_cpus: float | None = None, log_to_driver: bool = False) -> None
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:
-        # address="local": always a new instance. Without it ray.init() joins any cluster that
-        # `ray start` left on this machine (or waits minutes on a stale record of a dead one).
-        ray.init(address="local", num_cpus=local_cpus(num_cpus or 0), include_dashboard=True,
-                 dashboard_host="127.0.0.1", **kwargs)
+        _start_local(local_cpus(num_cpus or 0), kwargs)
+
+
+def _start_local(cpus: int, kwargs: dict) -> None:
+    """A new local Ray whose every process knows its own State API.
+
+    Ray Train's placement-group cleaner (a Ray worker) asks the State API whether a run's
+    controller still lives, and finds that API by listing the machine's GCS processes: with a
+    second Ray on the machine it cannot tell which one is its own, gives up, and the placement
+    group of a trial Tune stopped early stays reserved. RAY_API_SERVER_ADDRESS, which that lookup
+    reads first, is set to this Ray's dashboard before the Ray starts, so every process it starts
+    inherits it. A dashboard that did not get the chosen port would point them at the wrong Ray:
+    that start is undone and tried again."""
+    import ray
+
+    chosen = os.environ.get(API_SERVER_ENV)
+    for _ in range(3):
+        port = _free_port()
+        if chosen is None:  # only while Ray starts its processes: they keep it, this one does not
+            os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
+        try:
+            # address="local": always a new instance. Without it ray.init() joins any cluster that
+            # `ray start` left on this machine (or waits minutes on a stale record of a dead one).
+            context = ray.init(address="local", num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                               dashboard_port=port, **kwargs)
+        finally:
+            if chosen is None:
+                os.environ.pop(API_SERVER_ENV, None)
+        if chosen is not None or (context.dashboard_url or "").endswith(f":{port}"):
+            return
+        ray.shutdown()
+    raise RuntimeError(f"the local Ray's dashboard did not get a free port three times; set {API_SERVER_ENV} "
+                       "to the dashboard's address, or start Ray with `ray start --head`")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
