@@ -1,4 +1,4 @@
-"""Benchmark of rxsweep.analysis.mixing: all scores on 50,000 x 128 with 20 batches, one JSON line.
+"""Benchmark of rxsweep.metrics.mixing: all scores on 50,000 x 128 with 20 batches, one JSON line.
 
 Workload (defaults): a synthetic float32 embedding of n = 50,000 points in 128 dims: 50 label
 centres (biology), 20 batches with offsets of about half the label spread (a partial batch
@@ -37,7 +37,7 @@ import torch
 from sklearn.metrics import silhouette_samples
 from sklearn.neighbors import NearestNeighbors
 
-from rxsweep.analysis.mixing import batch_mixing_scores, lisi_knn
+from rxsweep.metrics.mixing import batch_mixing_scores, lisi_knn
 
 
 def make_embedding(n: int, dims: int, n_batches: int, n_strata: int, seed: int):
@@ -101,7 +101,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed + 1)
     base = {"knn": 0.0, "ilisi": 0.0, "silhouette_batch": 0.0}
     agree_rows, max_lisi_diff = 0, 0.0
-    from rxsweep.analysis.mixing import knn  # our kNN, for the cross-checks only (not timed)
+    from rxsweep.metrics.mixing import knn  # our kNN, for the cross-checks only (not timed)
 
     k_max = max(ilisi_k, kbet_k, gc_k)
     for s in np.unique(strata):

@@ -45,11 +45,11 @@ parameters:
 
 def bare_trials(space, data: str, n: int, workdir: Path) -> float:
     """Seconds for `n` trials' work run directly in this process (mean of the n)."""
-    from rxsweep.analysis.scoring import end_of_run_scores
+    from rxsweep.metrics.embedding_scores import end_of_run_scores
     from rxsweep.data.stream import batch_transform
     from rxsweep.training import checkpointing as ckpt
-    from rxsweep.training.components import build_model, build_optimizer, build_scheduler, lambda_at, train_step
-    from rxsweep.training.driver import build_datasets
+    from rxsweep.training.recipe import build_model, build_optimizer, build_scheduler, lambda_at, train_step
+    from rxsweep.training.trainer import build_datasets
     from rxsweep.training.embeddings import embeddings_table
     from rxsweep.training.evaluate import evaluate, model_embedding_dim, model_n_classes
     from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, preflight
@@ -114,7 +114,7 @@ def main() -> None:
 
     from rxsweep.cluster import init_ray
     from rxsweep.data.prepare import prepare_synthetic
-    from rxsweep.tuning.space import load_space
+    from rxsweep.tuning.space_yaml import load_space
 
     cache = Path(__file__).parent / ".cache"
     data = str(prepare_synthetic(cache, preset="tiny", progress=False))

@@ -2,7 +2,7 @@
 
     python bench/train_throughput.py [--data SHARDS] [--backbones cnn-small,resnet18] [--threads 1]
 
-Both sides run the same training step (rxsweep.training.components.train_step: DANN, domain head,
+Both sides run the same training step (rxsweep.training.recipe.train_step: DANN, domain head,
 device-side normalisation and augmentation) on the same model, batch size and torch thread count,
 over the same training split:
 
@@ -42,7 +42,7 @@ def make_shards(workdir: Path) -> Path:
 def bare_rate(cfg, plan, batches: list[dict]) -> float:
     """Images/s of the training step over in-memory batches (second pass; the first warms up)."""
     from rxsweep.data.stream import batch_transform
-    from rxsweep.training.components import (build_model, build_optimizer, build_scheduler,
+    from rxsweep.training.recipe import (build_model, build_optimizer, build_scheduler,
                                               lambda_at, train_step)
 
     device = torch.device("cpu")
@@ -67,8 +67,9 @@ def bare_rate(cfg, plan, batches: list[dict]) -> float:
 
 
 def ray_rate(cfg, plan, shards: Path, workdir: Path, name: str) -> tuple[float, dict]:
-    from rxsweep.training.driver import METRICS_FILE, build_trainer
-    from rxsweep.training.checkpointing import read_history
+    from rxsweep.training.run_files import METRICS_FILE
+    from rxsweep.training.trainer import build_trainer
+    from rxsweep.training.run_files import read_history
 
     started = time.perf_counter()
     build_trainer(cfg, shards, workdir, name, plan=plan).fit()
@@ -89,7 +90,7 @@ def main() -> None:
     from ray.data import DataContext
 
     from rxsweep.training.config import TrainConfig
-    from rxsweep.training.driver import build_datasets
+    from rxsweep.training.trainer import build_datasets
     from rxsweep.training.plan import TRAIN_SPLIT, preflight
 
     torch.set_num_threads(args.threads)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import psutil
 
-from rxsweep.tuning import layout
+from rxsweep.tuning import sweep_files
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_JOB = REPO / "jobs" / "sweep.py"
@@ -146,7 +146,7 @@ class HeadNode:
 
 def shards_of(sweep_dir: Path) -> Path:
     """The shard folder a sweep ran on (sweep.json)."""
-    return Path(json.loads((sweep_dir / layout.SWEEP_FILE).read_text())["data"])
+    return Path(json.loads((sweep_dir / sweep_files.SWEEP_FILE).read_text())["data"])
 
 
 def train_workers_under(tmpdir: str) -> list[psutil.Process]:

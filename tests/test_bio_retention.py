@@ -1,5 +1,6 @@
-"""rxsweep.analysis.bio_retention against slow loop references written from the formulas, known
-answers, shuffled-label controls and argument validation. CPU only, a few seconds.
+"""rxsweep.metrics topk, plate_constrained and replicate_retrieval against slow loop references
+written from the formulas, known answers, shuffled-label controls and argument validation. CPU
+only, a few seconds.
 
 Tolerances: top-k accuracy, plate-constrained accuracies and plate groups exactly (counts; the
 assignment reference enumerates every one-to-one assignment, so it does not share the Hungarian
@@ -17,13 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from rxsweep.analysis.bio_retention import (
-    infer_plate_groups,
-    plate_constrained_accuracy,
-    replicate_retrieval,
-    replicate_retrieval_map,
-    topk_accuracy,
-)
+from rxsweep.data.rxrx1_facts import WELL_TYPES as DATA_WELL_TYPES
+from rxsweep.metrics.plate_constrained import WELL_TYPES, infer_plate_groups, plate_constrained_accuracy
+from rxsweep.metrics.replicate_retrieval import replicate_retrieval, replicate_retrieval_map
+from rxsweep.metrics.topk import topk_accuracy
 
 # ----------------------------------------------------------------------------- slow references
 
@@ -457,3 +455,8 @@ INVALID = [
 def test_invalid_arguments_name_the_argument(name, call):
     with pytest.raises(ValueError, match=rf"^{name}\b"):
         call()
+
+
+def test_well_types_match_rxrx1_facts():
+    # plate_constrained repeats the data floor's tuple (metrics may not import rxsweep.data).
+    assert WELL_TYPES == DATA_WELL_TYPES

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from rxsweep.data.synth.writers import truth_file
+
 RXSWEEP = str(Path(sys.executable).with_name("rxsweep"))
 
 
@@ -30,7 +32,7 @@ def test_synth_then_ingest_then_ingest_again_is_a_no_op(tmp_path):
     made = run("synth", "--out", str(tmp_path / "raw"), "--preset", "tiny", "--image-size", "32", "--workers", "1")
     assert made.returncode == 0, made.stderr
     root = Path(made.stdout.strip())
-    assert (root / "train.csv").exists() and (root / "truth.json").exists()
+    assert (root / "train.csv").exists() and truth_file(root).exists() and not (root / "truth.json").exists()
 
     first = run("ingest", "--data", str(root), "--out", str(tmp_path / "shards"), "--quiet")
     assert first.returncode == 0, first.stderr
@@ -49,3 +51,23 @@ def test_bad_arguments_exit_2_with_a_message(tmp_path, args, message):
     done = run(*[a.format(tmp=tmp_path) for a in args])
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+def test_jobs_sweep_py_and_rxsweep_sweep_are_one_command():
+    """The same options with the same meanings: jobs/sweep.py is `rxsweep sweep`."""
+    job = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "jobs" / "sweep.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)
+    cli = run("sweep", "--help")
+    assert job.returncode == cli.returncode == 0, job.stderr + cli.stderr
+    assert job.stdout == cli.stdout
+    for option in ("--space", "--data", "--storage", "--name", "--resume", "--num-samples", "--max-concurrent",
+                   "--preset"):
+        assert option in cli.stdout
+
+
+@pytest.mark.parametrize("name", ["../../outside", "a/b", ".hidden", ""])
+def test_a_sweep_name_must_be_one_folder_name(tmp_path, name):
+    space = Path(__file__).resolve().parent / "spaces" / "tiny.yaml"
+    done = run("sweep", "--space", str(space), "--storage", str(tmp_path / "store"), "--name", name)
+    assert done.returncode == 2 and "must be one folder name" in done.stderr, done.stderr
+    assert not (tmp_path / "store").exists() and not (tmp_path / "outside").exists()

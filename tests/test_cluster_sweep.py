@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from processes import HeadNode, shards_of, train_workers_under, venv_without_rxsweep, wait_for
+from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
 from rxsweep.training.placement_groups import read_ledger
-from rxsweep.tuning import layout
-from rxsweep.tuning.space import load_space
+from rxsweep.tuning import sweep_files
+from rxsweep.tuning.space_yaml import load_space
 from rxsweep.tuning.sweep import concurrent_trials
 from test_sweep import SPACES
 from timeline import MAX_IDLE_SLOT_S, busy_intervals, longest_idle_slot
@@ -73,7 +74,7 @@ def check_sweep_released_everything(node: HeadNode, submission_id: str, sweep_di
     assert sweep.finished and not sweep.lost
     assert all(t.status in ("completed", "stopped", "error") for t in sweep.trials)
     for trial in sweep.trials:  # the guard never had to step in: Ray and rxsweep released each group
-        status = layout.read_json(trial.path / layout.STATUS_FILE)
+        status = fileio.read_json(trial.path / sweep_files.STATUS_FILE)
         assert "released_placement_groups" not in status, (trial.trial_id, status)
     assert "was still reserved" not in log, log[-3000:]
     assert reserved_groups_of_job(node, submission_id) == []
@@ -99,8 +100,8 @@ def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sw
             """The second trial's worker, once its train function runs (its worker group is in the
             ledger): killed earlier, during the group's start, Ray Train starts the group again."""
             workers = train_workers_under(node.tmpdir)
-            folders = list((sweep_dir / layout.TRIALS_DIR).glob("*")) if sweep_dir.exists() else []
-            ended = {f for f in folders if (layout.read_json(f / layout.STATUS_FILE) or {}).get("ended_at")}
+            folders = list((sweep_dir / sweep_files.TRIALS_DIR).glob("*")) if sweep_dir.exists() else []
+            ended = {f for f in folders if (fileio.read_json(f / sweep_files.STATUS_FILE) or {}).get("ended_at")}
             if not ended:
                 first_trials_workers.update(w.pid for w in workers)
                 return None
@@ -118,7 +119,7 @@ def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sw
         assert statuses.count("error") == 1, statuses
         assert "stopped" in statuses, statuses  # ASHA ended a trial early
         failed = next(t for t in sweep.trials if t.status == "error")
-        assert layout.read_json(failed.path / layout.STATUS_FILE)["ended_at"] > killed_at
+        assert fileio.read_json(failed.path / sweep_files.STATUS_FILE)["ended_at"] > killed_at
         check_sweep_released_everything(node, job, sweep_dir, log, slots)
     finally:
         node.stop()

@@ -1,4 +1,4 @@
-"""rxsweep.analysis.mixing against slow references written from the formulas, known answers,
+"""rxsweep.metrics.mixing against slow references written from the formulas, known answers,
 dose-responses and argument validation. CPU only, a few seconds.
 
 Tolerances: kNN indices must match exactly and distances to 1e-12 (both float64 direct
@@ -21,7 +21,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from rxsweep.analysis.mixing import (
+from rxsweep.metrics.mixing import (
     batch_mixing_scores,
     batch_probe,
     graph_connectivity,
@@ -31,7 +31,7 @@ from rxsweep.analysis.mixing import (
     lisi_knn,
     silhouette_batch,
 )
-from rxsweep.analysis.mixing import neighbors as neighbors_mod
+from rxsweep.metrics.mixing import neighbors as neighbors_mod
 
 # ----------------------------------------------------------------------------- slow references
 

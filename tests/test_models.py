@@ -156,16 +156,11 @@ def test_torchvision_key_names():
     assert len(keys["resnet18"]) == 122 - 2  # torchvision's 122 minus fc w/b
 
 
-def test_cnn_small_is_small_and_fast():
-    import time
-
+def test_cnn_small_is_small():
+    """Its speed is measured by bench/train_throughput.py, not asserted on a shared machine."""
     m = create_backbone("cnn-small", 6)
     assert 100_000 <= n_params(m) <= 300_000
-    x = torch.randn(16, 6, 64, 64)
-    m(x).sum().backward()  # warm-up
-    t = time.perf_counter()
-    m(x).sum().backward()
-    assert time.perf_counter() - t < 1.0
+    m(torch.randn(16, 6, 64, 64)).sum().backward()
 
 
 def test_vit_interpolates_pos_embed():

@@ -173,60 +173,90 @@ def _report_then_wait(config):
     time.sleep(600)
 
 
-def test_with_two_local_rays_only_the_sweep_driver_releases_a_stopped_trials_group(ray_dashboard, tmp_path):
-    """The README's known limit, measured: a trial driver ended the way Tune ends a stopped trial
-    (its controller dies with it) while a second Ray runs on this machine. Ray Train's cleaner
-    cannot tell which Ray to ask about the controller and leaves the group reserved;
-    release_orphans, given this Ray's address, removes it."""
+@pytest.fixture(scope="module")
+def second_ray():
+    """Another Ray on this machine (`ray start --head` under its own temp folder)."""
     import sys
-    import time
 
     from processes import HeadNode
 
-    ray = ray_dashboard
     other = HeadNode(Path(sys.executable).parent, num_cpus=1)
-    try:
-        @ray.remote(num_cpus=0)
-        class TrialDriver:
-            def fit(self, run_dir):
-                from ray.train import RunConfig, ScalingConfig
-                from ray.train.torch import TorchTrainer
+    yield other
+    other.stop()
 
-                TorchTrainer(_report_then_wait, scaling_config=ScalingConfig(num_workers=1),
-                             run_config=RunConfig(name="run", storage_path=str(Path(run_dir).parent),
-                                                  callbacks=[PlacementGroupLedger(run_dir)])).fit()
 
-        run_dir = tmp_path / "run"
-        driver = TrialDriver.remote()
-        driver.fit.remote(str(run_dir))
-        deadline = time.time() + 120
-        while not read_ledger(run_dir) and time.time() < deadline:
-            time.sleep(0.5)
-        (entry,) = read_ledger(run_dir)
-        ray.kill(driver)
-        time.sleep(15)  # Ray's cleaner looks every second
-        pg = entry["placement_group"]
-        assert ray.util.placement_group_table()[pg]["state"] == "CREATED", "Ray's cleaner works now: update README"
-        released, waiting = release_orphans(run_dir, time.time(), grace_s=600,
-                                            gcs_address=ray.get_runtime_context().gcs_address)
-        assert [(r.placement_group, r.why) for r in released] == [(pg, "controller dead")] and not waiting
-        assert ray.util.placement_group_table()[pg]["state"] == "REMOVED"
-    finally:
-        other.stop()
+def stopped_trials_group(ray, run_dir: Path) -> tuple[str, str]:
+    """End a trial driver the way Tune ends a stopped trial (its Train controller dies with it);
+    return its worker group's placement group and that group's state 15 s later (Ray's cleaner
+    looks every second)."""
+    import time
+
+    @ray.remote(num_cpus=0)
+    class TrialDriver:
+        def fit(self, run_dir):
+            from ray.train import RunConfig, ScalingConfig
+            from ray.train.torch import TorchTrainer
+
+            TorchTrainer(_report_then_wait, scaling_config=ScalingConfig(num_workers=1),
+                         run_config=RunConfig(name="run", storage_path=str(Path(run_dir).parent),
+                                              callbacks=[PlacementGroupLedger(run_dir)])).fit()
+
+    driver = TrialDriver.remote()
+    driver.fit.remote(str(run_dir))
+    deadline = time.time() + 120
+    while not read_ledger(run_dir) and time.time() < deadline:
+        time.sleep(0.5)
+    (entry,) = read_ledger(run_dir)
+    ray.kill(driver)
+    time.sleep(15)
+    pg = entry["placement_group"]
+    return pg, ray.util.placement_group_table()[pg]["state"]
+
+
+def test_with_two_rays_ray_trains_cleaner_fails_and_release_orphans_removes_the_group(ray_dashboard, second_ray,
+                                                                                      tmp_path):
+    """The control: a plain local Ray (ray.init) while a second Ray runs here. Ray Train's cleaner
+    cannot tell which Ray to ask about the controller and leaves the group reserved;
+    release_orphans, given this Ray's address, removes it."""
+    ray = ray_dashboard
+    pg, state = stopped_trials_group(ray, tmp_path / "run")
+    assert state == "CREATED", "Ray's cleaner works with two Rays now: drop rxsweep.cluster's API address"
+    released, waiting = release_orphans(tmp_path / "run", 0.0, grace_s=600,
+                                        gcs_address=ray.get_runtime_context().gcs_address)
+    assert [(r.placement_group, r.why) for r in released] == [(pg, "controller dead")] and not waiting
+    assert ray.util.placement_group_table()[pg]["state"] == "REMOVED"
+
+
+def test_with_two_rays_rxsweeps_local_ray_lets_ray_trains_cleaner_remove_the_group(second_ray, tmp_path):
+    """rxsweep's own local Ray (rxsweep.cluster.init_ray) tells its processes where its State API
+    is: Ray Train's cleaner then removes a stopped trial's group itself, second Ray or not."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import ray; from ray import cloudpickle; "
+        "import test_placement_groups as t; cloudpickle.register_pickle_by_value(t); "
+        "from rxsweep.cluster import init_ray; init_ray(3); "
+        "print(t.stopped_trials_group(ray, t.Path(sys.argv[2]))[1])")
+    done = subprocess.run([sys.executable, "-c", script, str(Path(__file__).parent), str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "REMOVED", done.stdout[-2000:]
 
 
 def test_the_sweep_guard_releases_an_ended_trials_leftover_group_and_says_so(ray_dashboard, tmp_path, capsys):
     from types import SimpleNamespace
 
-    from rxsweep.tuning import layout
+    from rxsweep import fileio
+    from rxsweep.tuning import sweep_files
     from rxsweep.tuning.guard import PlacementGroupGuard
 
     ray = ray_dashboard
     holder = _holder_cls(ray).remote()
     pg_id, controller = ray.get(holder.reserve.remote())
     trial = SimpleNamespace(trial_id="t0001")  # the guard reads only the id of Tune's Trial
-    _ledger(layout.trial_dir(tmp_path, trial.trial_id), pg_id, controller)
-    layout.write_json(layout.trial_dir(tmp_path, trial.trial_id) / layout.STATUS_FILE, {"status": "stopped"})
+    _ledger(sweep_files.trial_dir(tmp_path, trial.trial_id), pg_id, controller)
+    fileio.write_json(sweep_files.trial_dir(tmp_path, trial.trial_id) / sweep_files.STATUS_FILE, {"status": "stopped"})
 
     guard = PlacementGroupGuard(str(tmp_path), settle_s=0.0, grace_s=600)
     guard.on_trial_complete(0, [], trial)
@@ -235,7 +265,7 @@ def test_the_sweep_guard_releases_an_ended_trials_leftover_group_and_says_so(ray
     ray.kill(holder)
     guard.on_experiment_end([])
     assert ray.util.placement_group_table()[pg_id]["state"] == "REMOVED"
-    status = layout.read_json(layout.trial_dir(tmp_path, trial.trial_id) / layout.STATUS_FILE)
+    status = fileio.read_json(sweep_files.trial_dir(tmp_path, trial.trial_id) / sweep_files.STATUS_FILE)
     assert status["status"] == "stopped"
     assert status["released_placement_groups"] == [{"placement_group": pg_id, "bundles": [{"CPU": 1.0}],
                                                     "why": "controller dead"}]

@@ -20,9 +20,9 @@ import pytest
 from rxsweep.analysis.figures import FIGURES, MAX_EMBEDDING_POINTS, MIN_IMPORTANCE_TRIALS, build_figures, \
     importance_figure, param_importances
 from rxsweep.analysis.ranking import rank_sweep
-from rxsweep.analysis.scoring import read_embeddings
 from rxsweep.analysis.sweep_folder import load_sweep
 from rxsweep.analysis.report import write_report
+from rxsweep.metrics.embedding_scores import read_embeddings
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "analysis" / "sweep_overview.ipynb"
@@ -277,3 +277,30 @@ def test_cli_report(tiny_sweep, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == str(out.resolve())
     assert out.is_file() and 'id="fig-embeddings"' in out.read_text(encoding="utf-8")
+
+
+def test_rank_and_report_need_no_shards(tiny_sweep, tmp_path):
+    """A sweep folder whose shard folder is gone: ranking (with the plate-constrained and retrieval
+    columns, from each trial's splits.parquet) and the report still work."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    copy = tmp_path / "sweep"
+    shutil.copytree(tiny_sweep, copy)
+    meta = json.loads((copy / "sweep.json").read_text())
+    meta["data"] = str(tmp_path / "deleted-shards")
+    (copy / "sweep.json").write_text(json.dumps(meta))
+    rxsweep = str(Path(sys.executable).with_name("rxsweep"))
+    ranked = subprocess.run([rxsweep, "rank", str(copy), "--format", "json"], capture_output=True, text=True,
+                            timeout=300)
+    assert ranked.returncode == 0, ranked.stderr
+    rows = json.loads(ranked.stdout)
+    finished = [r for r in rows if r["status"] == "completed"]
+    assert finished and all(r["heldout_val_plate_acc"] is not None for r in finished)
+    assert all(not r.get("error") for r in rows)
+    assert rows == json.loads(subprocess.run([rxsweep, "rank", str(tiny_sweep), "--format", "json"],
+                                             capture_output=True, text=True, timeout=300).stdout)
+    reported = subprocess.run([rxsweep, "report", str(copy)], capture_output=True, text=True, timeout=300)
+    assert reported.returncode == 0 and (copy / "report.html").is_file(), reported.stderr

@@ -9,7 +9,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from rxsweep.tuning.space import SpaceError, load_space, parse_space
+from rxsweep.tuning.space import SpaceError
+from rxsweep.tuning.space_yaml import load_space, parse_space
 from rxsweep.tuning.sweep import concurrent_trials
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,8 +13,11 @@ import pytest
 
 from processes import (REPO, HeadNode, kill_tree, ray_tmpdir, shards_of, start_sweep, stop_ray_under,
                        train_workers_under, venv_without_rxsweep, wait_for)
+from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
-from rxsweep.tuning import layout
+from rxsweep.data.stream import open_shards
+from rxsweep.training import run_files
+from rxsweep.tuning import sweep_files
 
 SPACES = REPO / "tests" / "spaces"
 DANN_ONLY = {"lambda_max"}
@@ -23,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 
 def epochs(trial_dir: Path) -> list[int]:
-    path = trial_dir / layout.METRICS_FILE
+    path = trial_dir / run_files.METRICS_FILE
     return [json.loads(line)["epoch"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
@@ -45,6 +48,12 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
         else:  # stopped by ASHA after its first epoch, not failed
             assert len(trial.history) == 1 and "mixing" not in trial.last
     assert any(t.status == "completed" for t in sweep.trials)
+    # every trial's run folder holds its split as a value: one row a site of the shards, one split
+    index = open_shards(shards_of(tiny_sweep))
+    splits = [run_files.read_splits(t.path) for t in sweep.trials]
+    assert all(sorted(s["site_id"]) == sorted(index.table["site_id"]) for s in splits)
+    assert all(s.set_index("site_id")["split"].sort_index().equals(splits[0].set_index("site_id")["split"]
+                                                                   .sort_index()) for s in splits)
     # the Optuna study on disk saw every trial and holds both objectives of the finished ones
     study = optuna.load_study(study_name="tiny", storage=sweep.optuna_storage)
     assert len(study.trials) == 3
@@ -60,7 +69,7 @@ def test_job_that_ingests_first_still_runs_trials_side_by_side(tiny_sweep):
     must hold as many 1.1-CPU trials as the sweep's own would (2 of the 3 on this 2-core machine)."""
     from conftest import JOB_LOG, TINY_SPACE
     from rxsweep.cluster import local_cpus
-    from rxsweep.tuning.space import load_space
+    from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import concurrent_trials
 
     printed = (tiny_sweep.parent.parent / JOB_LOG).read_text()
@@ -93,20 +102,20 @@ def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(tiny_sweep, t
     proc = start_sweep(args, env, log)
     try:
         def second_trial_between_checkpoints():
-            trials = sorted((sweep_dir / layout.TRIALS_DIR).glob("*"), key=lambda p: p.stat().st_mtime)
-            done = [t for t in trials if (layout.read_json(t / layout.STATUS_FILE) or {}).get("status")
+            trials = sorted((sweep_dir / sweep_files.TRIALS_DIR).glob("*"), key=lambda p: p.stat().st_mtime)
+            done = [t for t in trials if (fileio.read_json(t / sweep_files.STATUS_FILE) or {}).get("status")
                     in ("completed", "stopped")]
             running = [t for t in trials if t not in done and epochs(t) in ([1], [1, 2])]
             return (done[0], running[0]) if done and running else None
 
         first, second = wait_for(second_trial_between_checkpoints, 600, "trial 2's first checkpoint", proc, log)
-        first_metrics = (first / layout.METRICS_FILE).read_text()
-        second_epoch1 = (second / layout.METRICS_FILE).read_text().splitlines()[0]
+        first_metrics = (first / run_files.METRICS_FILE).read_text()
+        second_epoch1 = (second / run_files.METRICS_FILE).read_text().splitlines()[0]
         kill_tree(proc)
     finally:
         kill_tree(proc)
         stop_ray_under(tmpdir)
-    assert not layout.read_json(sweep_dir / layout.SWEEP_FILE)["finished"]
+    assert not fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE)["finished"]
 
     again = start_sweep([*args, "--resume"], env, tmp_path / "resume.log")
     try:
@@ -118,11 +127,11 @@ def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(tiny_sweep, t
     assert sweep.finished
     assert sorted(t.trial_id for t in sweep.trials) == sorted([first.name, second.name])  # no trial lost or added
     by_id = {t.trial_id: t for t in sweep.trials}
-    assert (first / layout.METRICS_FILE).read_text() == first_metrics  # finished trial not run again
+    assert (first / run_files.METRICS_FILE).read_text() == first_metrics  # finished trial not run again
     resumed = by_id[second.name]
     assert resumed.status == "completed" and epochs(second) == [1, 2, 3]
     # epoch 1 came from the checkpoint, not from training it again (its timings would differ)
-    assert (second / layout.METRICS_FILE).read_text().splitlines()[0] == second_epoch1
+    assert (second / run_files.METRICS_FILE).read_text().splitlines()[0] == second_epoch1
 
 
 # ------------------------------------------- ray job submit, and a Train worker killed mid-trial
@@ -147,14 +156,14 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkp
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     job_id = next(w for w in submitted.stdout.split() + submitted.stderr.split() if w.startswith("'raysubmit_"))
     job_id = job_id.strip("'")
-    trials = storage / "sweeps" / "one_trial" / layout.TRIALS_DIR
+    trials = storage / "sweeps" / "one_trial" / sweep_files.TRIALS_DIR
 
     def first_checkpoint():
         found = list(trials.glob("*/checkpoint_epoch0001"))
         return found[0].parent if found and epochs(found[0].parent) == [1] else None
 
     trial = wait_for(first_checkpoint, 600, "the trial's first checkpoint")
-    epoch1 = (trial / layout.METRICS_FILE).read_text().splitlines()[0]
+    epoch1 = (trial / run_files.METRICS_FILE).read_text().splitlines()[0]
     workers = wait_for(lambda: train_workers_under(head_node.tmpdir), 60, "the Train worker process")
     assert len(workers) == 1
     workers[0].kill()
@@ -166,7 +175,7 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkp
     assert "Training failed due to worker errors" in logs.stdout  # the kill was seen, and survived
     assert "No module named 'rxsweep'" not in logs.stdout
     assert epochs(trial) == [1, 2, 3]  # every epoch once: the restart resumed at epoch 2
-    assert (trial / layout.METRICS_FILE).read_text().splitlines()[0] == epoch1
+    assert (trial / run_files.METRICS_FILE).read_text().splitlines()[0] == epoch1
     sweep = load_sweep(storage / "sweeps" / "one_trial")
     assert sweep.finished and [t.status for t in sweep.trials] == ["completed"]
     assert str(storage / "sweeps" / "one_trial") in logs.stdout.splitlines()  # the job prints the sweep folder
@@ -184,7 +193,7 @@ def test_the_embedded_default_keeps_its_trial_slots_busy_to_the_end(tmp_path):
     trials wait to start, every trial slot is busy, and no trial leaves a placement group behind."""
     from timeline import MAX_IDLE_SLOT_S, busy_intervals, longest_idle_slot
     from rxsweep.cluster import local_cpus
-    from rxsweep.tuning.space import load_space
+    from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import concurrent_trials
 
     default_space = REPO / "search_spaces" / "default.yaml"

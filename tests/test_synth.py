@@ -23,8 +23,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 from rxsweep.data.synth import PRESETS, generate
+from rxsweep.data.synth.writers import truth_file
 
 TINY = PRESETS["tiny"]
 
@@ -41,7 +42,7 @@ def wilds_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def truth(kaggle) -> dict:
-    return json.loads((kaggle / "truth.json").read_text())
+    return json.loads(truth_file(kaggle).read_text())
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +65,11 @@ def _hash_tree(root: Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------- design
 def test_full_preset_has_the_real_counts():
     full = PRESETS["full"]
-    assert dict(full.experiments) == design.EXPERIMENTS_PER_CELL_TYPE
-    assert dict(full.train_experiments) == design.TRAIN_EXPERIMENTS_PER_CELL_TYPE
+    assert dict(full.experiments) == rxrx1_facts.EXPERIMENTS_PER_CELL_TYPE
+    assert dict(full.train_experiments) == rxrx1_facts.TRAIN_EXPERIMENTS_PER_CELL_TYPE
     assert full.n_experiments == 51 and full.n_treatments == 1108 and full.positive_controls == 30
-    assert full.n_classes == design.N_CLASSES == 1139
-    assert full.wells_per_plate == design.WELLS_PER_PLATE == 308
+    assert full.n_classes == rxrx1_facts.N_CLASSES == 1139
+    assert full.wells_per_plate == rxrx1_facts.WELLS_PER_PLATE == 308
     assert full.image_size == 512 and full.n_sites == 51 * 4 * 308 * 2
     # WILDS: 33 train, 4 val, 14 test experiments.
     held_out = {ct: n - dict(full.train_experiments)[ct] for ct, n in full.experiments}
@@ -79,7 +80,7 @@ def test_full_preset_has_the_real_counts():
 def test_counts_follow_the_design(wells, truth):
     per_cell_type = wells.groupby("cell_type").experiment.nunique().to_dict()
     assert per_cell_type == dict(TINY.experiments)
-    assert (wells.groupby("experiment").plate.nunique() == design.PLATES_PER_EXPERIMENT).all()
+    assert (wells.groupby("experiment").plate.nunique() == rxrx1_facts.PLATES_PER_EXPERIMENT).all()
     per_plate = wells.groupby(["experiment", "plate"])
     assert (per_plate.size() == TINY.treatments_per_group + TINY.positive_controls + 1).all()
     assert not wells.id_code.duplicated().any()
@@ -94,7 +95,7 @@ def test_plate_groups_and_positions(wells, truth):
     treated = wells[wells.well_type == "treatment"]
     groups_per_plate = treated.groupby(["experiment", "plate"]).group.nunique()
     assert (groups_per_plate == 1).all()  # one plate group a plate
-    assert (treated.groupby("experiment").group.nunique() == design.N_PLATE_GROUPS).all()
+    assert (treated.groupby("experiment").group.nunique() == rxrx1_facts.N_PLATE_GROUPS).all()
     orders = {tuple(e["group_order"]) for e in truth["experiments"]}
     assert len(orders) > 1  # each experiment orders the groups itself
     for exp in truth["experiments"]:  # truth agrees with the files
@@ -104,8 +105,8 @@ def test_plate_groups_and_positions(wells, truth):
     layouts = wells[wells.well_type != "treatment"].groupby(["experiment", "plate"]).apply(
         lambda p: tuple(p.sort_values("sirna").well), include_groups=False)
     assert layouts.nunique() == len(layouts)
-    assert wells.well.isin(design.all_wells()).all()
-    assert wells.well.map(design.is_edge_well).any()  # few wells, still some on the rim
+    assert wells.well.isin(rxrx1_facts.all_wells()).all()
+    assert wells.well.map(rxrx1_facts.is_edge_well).any()  # few wells, still some on the rim
 
 
 def test_splits_and_labels(truth):
@@ -136,7 +137,7 @@ def test_kaggle_layout(kaggle, wells):
         assert (kaggle / name).read_text().splitlines()[0] == header, name
     assert (wells.id_code == wells.experiment + "_" + wells.plate.astype(str) + "_" + wells.well).all()
     pngs = sorted(p.relative_to(kaggle).as_posix() for p in kaggle.rglob("*.png"))
-    assert len(pngs) == TINY.n_sites * design.N_CHANNELS
+    assert len(pngs) == TINY.n_sites * rxrx1_facts.N_CHANNELS
     pattern = re.compile(r"(train|test)/[A-Z0-9]+-\d{2}/Plate[1-4]/[B-O]\d{2}_s[12]_w[1-6]\.png")
     assert all(pattern.fullmatch(p) for p in pngs)
     test_exps = set(pd.read_csv(kaggle / "test.csv").experiment)
@@ -145,7 +146,7 @@ def test_kaggle_layout(kaggle, wells):
         assert img.mode == "L" and img.size == (TINY.image_size, TINY.image_size)
     # pixel_stats is computed from the written image.
     stats = pd.read_csv(kaggle / "pixel_stats.csv")
-    assert len(stats) == TINY.n_sites * design.N_CHANNELS
+    assert len(stats) == TINY.n_sites * rxrx1_facts.N_CHANNELS
     row = stats.iloc[7]
     split = "train" if (kaggle / "train" / row.experiment).exists() else "test"
     px = np.asarray(Image.open(kaggle / split / row.experiment / f"Plate{row.plate}" /
@@ -156,7 +157,7 @@ def test_kaggle_layout(kaggle, wells):
 
 def test_wilds_layout(wilds_root):
     assert wilds_root.name == "rxrx1_v1.0" and (wilds_root / "RELEASE_v1.0.txt").is_file()
-    assert (wilds_root / "truth.json").is_file()
+    assert truth_file(wilds_root).is_file() and not (wilds_root / "truth.json").exists()  # never in the root
     meta = pd.read_csv(wilds_root / "metadata.csv")
     assert list(meta.columns) == ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate",
                                   "well", "site", "well_type", "sirna", "sirna_id"]
@@ -182,12 +183,14 @@ def test_wilds_layout(wilds_root):
 def test_same_seed_is_byte_identical_any_worker_count(kaggle, tmp_path):
     again = generate(tmp_path / "again", "kaggle", "tiny", seed=0, workers=1)
     assert _hash_tree(again) == _hash_tree(kaggle)
+    assert truth_file(again).read_bytes() == truth_file(kaggle).read_bytes()
 
 
 def test_other_seed_differs(kaggle, tmp_path):
-    other = _hash_tree(generate(tmp_path / "other", "kaggle", "tiny", seed=1, workers=2))
-    ours = _hash_tree(kaggle)
-    assert all(other[k] != ours[k] for k in ("truth.json", "train.csv", "pixel_stats.csv"))
+    other_root = generate(tmp_path / "other", "kaggle", "tiny", seed=1, workers=2)
+    other, ours = _hash_tree(other_root), _hash_tree(kaggle)
+    assert all(other[k] != ours[k] for k in ("train.csv", "pixel_stats.csv"))
+    assert truth_file(other_root).read_bytes() != truth_file(kaggle).read_bytes()
     shared = set(other) & set(ours)  # plate maps differ, so only some image paths coincide
     assert sum(other[k] == ours[k] for k in shared if k.endswith(".png")) == 0
 

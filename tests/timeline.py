@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rxsweep import fileio
 from rxsweep.training.placement_groups import read_ledger
-from rxsweep.tuning import layout
+from rxsweep.tuning import sweep_files
 
 #: Longest a trial slot may stay idle while trials wait: Tune starting the next trial's driver,
 #: the driver starting its Train run, the worker process starting, on a loaded 2-core machine
@@ -18,8 +19,8 @@ def busy_intervals(sweep_dir: Path) -> list[tuple[float, float]]:
     """Per trial, when it held a trial slot doing work: from its first worker group's start (the
     ledger; Tune's start when it never got one) to its end, both written by the sweep."""
     intervals = []
-    for trial in sorted((sweep_dir / layout.TRIALS_DIR).iterdir()):
-        status = layout.read_json(trial / layout.STATUS_FILE)
+    for trial in sorted((sweep_dir / sweep_files.TRIALS_DIR).iterdir()):
+        status = fileio.read_json(trial / sweep_files.STATUS_FILE)
         ledger = read_ledger(trial)
         start = ledger[0]["time"] if ledger else status["started_at"]
         intervals.append((start, status["ended_at"]))

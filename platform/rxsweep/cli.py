@@ -32,18 +32,42 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from rxsweep.training.driver import train
+    from rxsweep.training.runner import train
 
     train(args.data, args.out, config=args.config, overrides=_parse_overrides(args.set))
     return 0
 
 
-def _sweep(args: argparse.Namespace) -> int:
-    from rxsweep.tuning.sweep import run_sweep
+#: The checkout's default study: what `rxsweep sweep` / `python jobs/sweep.py` run without --space.
+DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "default.yaml"
+#: Trials of the embedded default (no --space, no --data): enough for ERM and both DANN domains to
+#: appear, and it ends in minutes on 2 CPU cores. Otherwise the space's own num_samples.
+EMBEDDED_SAMPLES = 6
 
-    sweep_dir = run_sweep(args.space, args.data, storage=args.storage, name=args.name, resume=args.resume,
-                          num_samples=args.num_samples, max_concurrent=args.max_concurrent)
+
+def _sweep(args: argparse.Namespace) -> int:
+    """The one sweep command (`rxsweep sweep` and `python jobs/sweep.py`): get shards (synthetic,
+    an RxRx1 folder ingested once, or a shard folder), run the sweep, print the ranking, write the
+    report, print the sweep folder (the last line)."""
+    from rxsweep.analysis.report import write_report
+    from rxsweep.data.prepare import prepare_data, prepare_synthetic
+    from rxsweep.tuning.space_yaml import load_space
+    from rxsweep.tuning.sweep import check_name, run_sweep
+
+    embedded = args.data is None and args.space is None
+    space = args.space or DEFAULT_SPACE
+    load_space(space)  # a bad space file or name fails here, before any data is generated or Ray starts
+    if args.name is not None:
+        check_name(args.name)
+    if args.data is None:
+        shards = prepare_synthetic(args.storage, preset=args.preset)
+    else:
+        shards = prepare_data(args.data, args.storage)
+    sweep_dir = run_sweep(space, shards, storage=args.storage / "sweeps", name=args.name, resume=args.resume,
+                          num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
+                          max_concurrent=args.max_concurrent)
     _print_ranking(sweep_dir, "table")
+    print(f"report: {write_report(sweep_dir)}")
     print(sweep_dir)
     return 0
 
@@ -121,15 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config field")
     train.set_defaults(handler=_train)
 
-    sweep = commands.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna")
-    sweep.add_argument("--space", required=True, type=Path, help="search space YAML (see search_spaces/)")
-    sweep.add_argument("--data", required=True, type=Path, help="shard folder from `rxsweep ingest`")
-    sweep.add_argument("--storage", type=Path, default=Path("results"), help="parent of the sweep folder")
-    sweep.add_argument("--name", default=None, help="sweep folder name (default: the space's name)")
-    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
-    sweep.add_argument("--num-samples", type=int, default=None, help="override the space's num_samples")
-    sweep.add_argument("--max-concurrent", type=int, default=None,
-                       help="trials at once (default: what the cluster holds)")
+    sweep = commands.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna",
+                                description="Run (or resume) a sweep into STORAGE/sweeps/NAME; print the "
+                                            "ranking, write the HTML report, print the sweep folder last. "
+                                            "Also `python jobs/sweep.py` (e.g. under `ray job submit`).")
+    add_sweep_arguments(sweep)
     sweep.set_defaults(handler=_sweep)
 
     rank = commands.add_parser("rank", help="rank a sweep's trials (no Ray needed)")
@@ -145,6 +165,26 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", type=Path, default=None, help="HTML file (default: SWEEP/report.html)")
     report.set_defaults(handler=_report)
     return parser
+
+
+def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
+    sweep.add_argument("--space", type=Path, default=None,
+                       help=f"search space YAML (default: {DEFAULT_SPACE.relative_to(DEFAULT_SPACE.parents[1])})")
+    sweep.add_argument("--data", type=Path, default=None,
+                       help="shard folder from `rxsweep ingest`, or an RxRx1 folder in any public layout "
+                            "(ingested once into STORAGE/shards/); default: the synthetic --preset")
+    sweep.add_argument("--storage", type=Path, default=Path("results"),
+                       help="folder for data, shards and sweeps (default: ./results); on a cluster a path "
+                            "every node sees")
+    sweep.add_argument("--name", default=None,
+                       help="sweep folder name, one path component (default: the space's name)")
+    sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
+    sweep.add_argument("--num-samples", type=int, default=None,
+                       help=f"trials (default: the space's; {EMBEDDED_SAMPLES} for the embedded default)")
+    sweep.add_argument("--max-concurrent", type=int, default=None,
+                       help="trials at once (default: what the cluster holds)")
+    sweep.add_argument("--preset", default="tiny", choices=["tiny", "small", "full"],
+                       help="synthetic preset used when no --data is given")
 
 
 def main(argv: list[str] | None = None) -> int:

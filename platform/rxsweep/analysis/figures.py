@@ -23,8 +23,8 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from rxsweep.analysis.ranking import RANK_ON
-from rxsweep.analysis.scoring import read_embeddings, stack
 from rxsweep.analysis.sweep_folder import Sweep
+from rxsweep.metrics.embedding_scores import read_embeddings, stack
 
 FIGURES = ("pareto", "parallel", "curves", "importance", "embeddings")
 #: PED-ANOVA (Optuna's default evaluator) contrasts the top 10 % of completed trials with all of

@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rxsweep.analysis.scoring import MIXING_KEYS, plate_design, read_embeddings, retention_scores
 from rxsweep.analysis.sweep_folder import Sweep, Trial, load_sweep
+from rxsweep.metrics.embedding_scores import MIXING_KEYS, plate_design, read_embeddings, retention_scores
+from rxsweep.training.run_files import SPLITS_FILE, read_splits
 
 #: The two objectives of the ranking and of the Pareto front, both better when higher.
 RANK_ON = ("heldout_val_acc", "mixing")
@@ -34,10 +35,11 @@ def rank_sweep(sweep: Sweep | str | Path, retention: bool = True) -> pd.DataFram
     from each completed trial's embeddings (the slow part, skip it for a quick look)."""
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
-    design = _design(sweep) if retention else None
-    rows = [_row(sweep, trial, design) for trial in sweep.trials]
+    rows = [_row(sweep, trial, retention) for trial in sweep.trials]
     columns = ["trial_id", "status", "method", "domain_label", *[p for p in sweep.params if p != "domain_label"],
                "epochs", "heldout_val_acc", *RETENTION, *MIXING_KEYS, "heldout_test_acc"]
+    if any(row.get("error") for row in rows):  # a trial's error is shown on its row
+        columns.append("error")
     table = pd.DataFrame(rows).reindex(columns=columns) if rows else pd.DataFrame(columns=columns)
     return add_ranks(table)
 
@@ -66,7 +68,7 @@ def pareto_front(points: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _row(sweep: Sweep, trial: Trial, design: pd.DataFrame | None) -> dict:
+def _row(sweep: Sweep, trial: Trial, retention: bool) -> dict:
     last = trial.last
     row = {"trial_id": trial.trial_id, "status": trial.status, "method": trial.method,
            "domain_label": trial.config.get("domain_label"), "epochs": last.get("epoch", 0)}
@@ -74,26 +76,23 @@ def _row(sweep: Sweep, trial: Trial, design: pd.DataFrame | None) -> dict:
     for key in ("heldout_val_acc", "heldout_val_top5", "heldout_test_acc", *MIXING_KEYS):
         value = last.get(key)
         row[key] = math.nan if value is None else value
-    if design is not None and trial.embeddings is not None:
-        scores = retention_scores(read_embeddings(trial.embeddings), design)
-        row.update({k: v for k, v in scores.items() if k in RETENTION})
+    if trial.error:
+        row["error"] = trial.error
+    if retention and trial.embeddings is not None:
+        try:
+            row.update({k: v for k, v in _retention(trial).items() if k in RETENTION})
+        except (OSError, ValueError, KeyError) as exc:
+            row["error"] = f"bio retention not computed: {exc}"
     return row
 
 
-def _design(sweep: Sweep) -> pd.DataFrame | None:
-    """The training plates (plate groups, control labels) of the sweep's data and split."""
-    from rxsweep.data.stream import open_shards, with_splits
-    from rxsweep.training.config import TrainConfig
-
-    finished = [t for t in sweep.trials if t.embeddings is not None and t.config]
-    if not finished:
-        return None
-    try:
-        index = open_shards(sweep.meta["data"])
-    except (FileNotFoundError, ValueError, KeyError):
-        return None  # data moved: rank without the plate-constrained and retrieval columns
-    with_splits(index, TrainConfig.from_dict(finished[0].config).split_spec())
-    return plate_design(index.table)
+def _retention(trial: Trial) -> dict:
+    """Bio-retention scores of a finished trial's embeddings, on the plate design of its own
+    training split (its splits.parquet: the shards are never reopened)."""
+    splits = read_splits(trial.path)
+    if splits is None:
+        raise FileNotFoundError(f"{trial.path / SPLITS_FILE} is missing (a run of an older rxsweep)")
+    return retention_scores(read_embeddings(trial.embeddings), plate_design(splits))
 
 
 def format_table(table: pd.DataFrame, fmt: str = "table") -> str:

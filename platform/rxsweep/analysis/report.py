@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import html
 import math
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +22,8 @@ import pandas as pd
 from rxsweep.analysis.figures import build_figures, method_label
 from rxsweep.analysis.ranking import RANK_ON, format_cell, rank_sweep
 from rxsweep.analysis.sweep_folder import Sweep, load_sweep
-from rxsweep.tuning.layout import STATUSES
+from rxsweep.tuning.sweep_files import STATUSES
+from rxsweep import fileio
 
 __all__ = ["build_figures", "write_report", "headline", "REPORT_FILE"]
 
@@ -62,9 +62,8 @@ def write_report(sweep_dir, out=None) -> Path:
     out = out.expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     page = render(sweep, table, figures)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # a reader never sees half a report
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    with fileio.atomic_path(out) as tmp:  # a reader never sees half a report
+        tmp.write_text(page, encoding="utf-8")
     return out
 
 

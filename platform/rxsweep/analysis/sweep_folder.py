@@ -1,4 +1,4 @@
-"""Reading a sweep folder (finished or still running) without Ray: see rxsweep.tuning.layout.
+"""Reading a sweep folder (finished or still running) without Ray: see rxsweep.tuning.sweep_files.
 
 :func:`load_sweep` returns a :class:`Sweep`: the sweep's own record (sweep.json) and one
 :class:`Trial` a trial folder, with its parameters, full config, status, per-epoch history and
@@ -8,19 +8,19 @@ killed before saving its state, then forgotten by Tune) are kept apart and count
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rxsweep import yamlio
-from rxsweep.tuning import layout
+from rxsweep import fileio, yamlio
+from rxsweep.training import run_files
+from rxsweep.tuning import sweep_files
 
 
 @dataclass
 class Trial:
     trial_id: str
     path: Path
-    status: str  # layout.STATUSES, or "pending" when the folder has no status yet
+    status: str  # sweep_files.STATUSES, or "pending" when the folder has no status yet
     params: dict  # the sampled hyperparameters
     config: dict  # the full TrainConfig as a dict
     history: list[dict]  # metrics.jsonl: one dict an epoch
@@ -63,23 +63,23 @@ class Sweep:
 
     @property
     def optuna_storage(self) -> str | None:
-        db = self.path / layout.OPTUNA_DB
+        db = self.path / sweep_files.OPTUNA_DB
         return f"sqlite:///{db}" if db.exists() else None
 
 
 def load_sweep(sweep_dir: str | Path) -> Sweep:
     """Read SWEEP_DIR; FileNotFoundError naming what is missing if it is not a sweep folder."""
     path = Path(sweep_dir).expanduser().resolve()
-    meta = layout.read_json(path / layout.SWEEP_FILE)
+    meta = fileio.read_json(path / sweep_files.SWEEP_FILE)
     if meta is None:
-        raise FileNotFoundError(f"{path} is not a sweep folder: no readable {layout.SWEEP_FILE} "
+        raise FileNotFoundError(f"{path} is not a sweep folder: no readable {sweep_files.SWEEP_FILE} "
                                 "(run `rxsweep sweep` or `python jobs/sweep.py` to make one)")
-    if meta.get("format") != layout.FORMAT:
-        raise ValueError(f"{path / layout.SWEEP_FILE}: format {meta.get('format')!r}, this rxsweep reads "
-                         f"{layout.FORMAT!r}")
+    if meta.get("format") != sweep_files.FORMAT:
+        raise ValueError(f"{path / sweep_files.SWEEP_FILE}: format {meta.get('format')!r}, this rxsweep reads "
+                         f"{sweep_files.FORMAT!r}")
     trials, lost = [], []
-    for folder in sorted((path / layout.TRIALS_DIR).glob("*")):
-        if not folder.is_dir() or not (folder / layout.PARAMS_FILE).exists():
+    for folder in sorted((path / sweep_files.TRIALS_DIR).glob("*")):
+        if not folder.is_dir() or not (folder / sweep_files.PARAMS_FILE).exists():
             continue
         trial = _read_trial(folder)
         (lost if trial.status == "lost" else trials).append(trial)
@@ -87,25 +87,17 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
 
 
 def _read_trial(folder: Path) -> Trial:
-    status = layout.read_json(folder / layout.STATUS_FILE) or {}
-    config_file = folder / layout.CONFIG_FILE
+    status = fileio.read_json(folder / sweep_files.STATUS_FILE) or {}
+    error = status.get("error")
+    try:
+        history = run_files.read_history(folder / run_files.METRICS_FILE)
+    except ValueError as exc:  # shown on the trial's row, never dropped
+        history, error = [], f"unreadable metrics: {exc}"
+    config_file = folder / run_files.CONFIG_FILE
     config = yamlio.safe_load(config_file.read_text()) if config_file.exists() else {}
     return Trial(
         trial_id=folder.name, path=folder, status=status.get("status", "pending"),
-        params=layout.read_json(folder / layout.PARAMS_FILE) or {}, config=config or {},
-        history=_read_history(folder / layout.METRICS_FILE), error=status.get("error"),
-        embeddings=layout.final_embeddings(folder),
+        params=fileio.read_json(folder / sweep_files.PARAMS_FILE) or {}, config=config or {},
+        history=history, error=error,
+        embeddings=run_files.final_embeddings(folder),
     )
-
-
-def _read_history(path: Path) -> list[dict]:
-    """metrics.jsonl; a line being written (the last, cut short) is skipped, not an error."""
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
-            continue
-    return rows

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 from rxsweep.data.errors import SiteTableError, bad_rows_error
 
 
@@ -85,7 +85,7 @@ def check_choice(frame: pd.DataFrame, column: str, path: Path, allowed: tuple[st
 
 def check_cell_types(frame: pd.DataFrame, path: Path) -> None:
     """The cell type column must agree with the experiment name's prefix (HEPG2-01 is HEPG2)."""
-    derived = frame["experiment"].map(design.cell_type_of)
+    derived = frame["experiment"].map(rxrx1_facts.cell_type_of)
     bad = derived.ne(frame["cell_type"])
     if bad.any():
         rows = list(np.flatnonzero(bad.to_numpy()))

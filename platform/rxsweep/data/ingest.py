@@ -30,6 +30,7 @@ from rxsweep.data import shard_writer
 from rxsweep.data.images import probe_native_size
 from rxsweep.data.ingest_outputs import reconcile, write_outputs
 from rxsweep.data.sites import load_sites
+from rxsweep import fileio
 
 MANIFEST = "manifest.json"
 FORMAT = "rxsweep-shards/2"  # 2: images as fixed-size binary (image_column.py)
@@ -100,9 +101,7 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
         "seconds": round(time.perf_counter() - started, 2),
     }
     write_outputs(out, markers, n_channels)
-    tmp = manifest_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2))
-    os.replace(tmp, manifest_file)  # last: its presence says the ingest is complete
+    fileio.write_text(manifest_file, json.dumps(manifest, indent=2))  # last: says the ingest is complete
     _say(progress, f"ingest: {counts['written']:,} sites written, {counts['quarantined']:,} quarantined "
                    f"(see {out / 'quarantine.csv'}) in {manifest['seconds']} s")
     return manifest
@@ -142,10 +141,11 @@ def _plan_shards(sites: pd.DataFrame, n_channels: int, size: int, max_sites: int
 
 def _write_plan(out: Path, params: IngestParams, plan: pd.DataFrame) -> None:
     (out / "shards").mkdir(parents=True, exist_ok=True)
-    for leftover in (out / "shards").glob("*.tmp"):  # from a task killed mid-write
+    for leftover in (out / "shards").glob(f"*{fileio.TMP_SUFFIX}"):  # from a task killed mid-write
         leftover.unlink()
-    (out / "params.json").write_text(json.dumps(asdict(params), indent=2))
-    plan.to_parquet(out / "plan.parquet", index=False)
+    fileio.write_text(out / "params.json", json.dumps(asdict(params), indent=2))
+    with fileio.atomic_path(out / "plan.parquet") as tmp:
+        plan.to_parquet(tmp, index=False)
 
 
 def _pending_shards(out: Path, plan: pd.DataFrame) -> list[str]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rxsweep.data.design import CHANNELS
+from rxsweep.data.rxrx1_facts import CHANNELS
 
 QUARANTINE_COLUMNS = ["site_id", "path", "reason"]
 

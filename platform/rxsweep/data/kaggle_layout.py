@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rxsweep.data import csvio, design
+from rxsweep.data import csvio, rxrx1_facts
 
 SPLITS = ("train", "test")
 _CONTROL_TYPES = ("positive_control", "negative_control")
@@ -56,7 +56,7 @@ def _read_one(path: Path, split: str, required: list[str], well_types: tuple[str
         "experiment": experiment,
         "plate": plates,
         "well": wells,
-        "cell_type": experiment.map(design.cell_type_of),
+        "cell_type": experiment.map(rxrx1_facts.cell_type_of),
         "well_type": well_type,
         "label": labels,
         "split_group": split,
@@ -71,4 +71,4 @@ def _read_one(path: Path, split: str, required: list[str], well_types: tuple[str
 def kaggle_image_paths(split: str, experiment: str, plate: int, well: str, site: int) -> list[str]:
     """Relative paths of the 6 channel PNGs of one site."""
     base = f"{split}/{experiment}/Plate{plate}/{well}_s{site}"
-    return [f"{base}_w{ch}.png" for ch in range(1, design.N_CHANNELS + 1)]
+    return [f"{base}_w{ch}.png" for ch in range(1, rxrx1_facts.N_CHANNELS + 1)]

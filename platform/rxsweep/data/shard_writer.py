@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import pyarrow.parquet as pq
 
 from rxsweep.data.image_column import encode, image_field
 from rxsweep.data.images import BadSite, decode_site
+from rxsweep import fileio
 
 #: Site-table columns carried into the shards (image paths are replaced by the image itself).
 SHARD_COLUMNS = [
@@ -58,9 +58,7 @@ def write_shard(sites: list[dict], shard_file: Path, root: str, native_size: int
         "quarantined": quarantined,
         **sums,
     }
-    tmp = marker_path(shard_file).with_suffix(".tmp")
-    tmp.write_text(json.dumps(marker))
-    os.replace(tmp, marker_path(shard_file))
+    fileio.write_text(marker_path(shard_file), json.dumps(marker))
     return marker
 
 
@@ -71,10 +69,9 @@ def _write_parquet(rows: list[dict], images: np.ndarray, shard_file: Path) -> No
            for c, v in columns.items()},
     })
     table = table.append_column(image_field(images.shape[1:]), encode(images))
-    tmp = shard_file.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp, compression=PARQUET_COMPRESSION,
-                   compression_level=PARQUET_COMPRESSION_LEVEL, row_group_size=ROW_GROUP_SITES)
-    os.replace(tmp, shard_file)  # atomic: a reader never sees half a shard
+    with fileio.atomic_path(shard_file) as tmp:  # a reader never sees half a shard
+        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION,
+                       compression_level=PARQUET_COMPRESSION_LEVEL, row_group_size=ROW_GROUP_SITES)
 
 
 def _channel_sums(images: list[np.ndarray], is_control: list[bool]) -> dict:

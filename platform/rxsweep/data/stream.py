@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +38,7 @@ class ShardIndex:
     """What is in a shard folder, without its images: the site table, the vocabularies, the stats."""
     root: Path
     manifest: dict
-    table: pd.DataFrame  # INDEX_COLUMNS + shard (file name) + row (in it) + split (after with_splits)
+    table: pd.DataFrame  # INDEX_COLUMNS + shard (file name) + row (in it) + split (with_splits' copy)
     stats: pd.DataFrame
     experiments: list[str]
     plates: list[tuple[str, int]]
@@ -93,9 +93,13 @@ def open_shards(shards_dir: str | Path) -> ShardIndex:
 
 
 def with_splits(index: ShardIndex, spec: SplitSpec) -> ShardIndex:
-    """Add the `split` column (see splits.py); returns the same index for chaining."""
-    index.table["split"] = assign_splits(index.table, spec)
-    return index
+    """A copy of ``index`` whose table has the `split` column of ``spec`` (see splits.py).
+
+    The split is a value: ``index`` itself is left as it was, so one opened index serves every
+    run of a sweep, each with its own split."""
+    table = index.table.copy()
+    table["split"] = assign_splits(table, spec)
+    return replace(index, table=table)
 
 
 def split_dataset(index: ShardIndex, split: str, materialize: bool = False):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rxsweep.data import csvio, design
+from rxsweep.data import csvio, rxrx1_facts
 
 #: Where the metadata may sit under the folder the user passes (the archive's own folder names).
 METADATA_LOCATIONS = ("metadata.csv", "rxrx1_v1.0/metadata.csv", "rxrx1/metadata.csv")
@@ -39,7 +39,7 @@ def read_metadata(path: Path) -> pd.DataFrame:
         "well": csvio.check_wells(frame, path),
         "site": csvio.parse_int(frame, "site", path, minimum=1),
         "cell_type": frame["cell_type"],
-        "well_type": csvio.check_choice(frame, "well_type", path, design.WELL_TYPES),
+        "well_type": csvio.check_choice(frame, "well_type", path, rxrx1_facts.WELL_TYPES),
         "label": csvio.parse_int(frame, "sirna_id", path, minimum=0),
         "split_group": frame["dataset"].str.lower(),
         "source_file": path.name,
@@ -61,4 +61,4 @@ def wilds_image_paths(experiment: str, plate: int, well: str, site: int) -> list
 
 def rxrx1_image_paths(experiment: str, plate: int, well: str, site: int) -> list[str]:
     base = f"images/{experiment}/Plate{plate}/{well}_s{site}"
-    return [f"{base}_w{ch}.png" for ch in range(1, design.N_CHANNELS + 1)]
+    return [f"{base}_w{ch}.png" for ch in range(1, rxrx1_facts.N_CHANNELS + 1)]

@@ -2,13 +2,16 @@
 
     config.py         TrainConfig: every hyperparameter and run setting, with help and search domain
     plan.py           preflight: the config checked against the shards before Ray starts -> RunPlan
-    components.py     model, optimiser, lr schedule, λ, the training step (shared with the benchmark)
+    recipe.py        model, optimiser, lr schedule, λ, the training step (shared with the benchmark)
     loop.py           the per-worker function (train, evaluate, all-reduce, report + checkpoint, resume)
     evaluate.py       eval passes and cross-worker reductions
     embeddings.py     held-out embeddings -> Parquet
-    checkpointing.py  checkpoint files (weights_only-safe), metrics history
-    driver.py         build_trainer() (the Tune seam) and train() (the `rxsweep train` command)
+    checkpointing.py  checkpoint files (weights_only-safe)
+    run_files.py      the run folder: file names, metrics history, claim, splits.parquet
+    placement_groups.py  what a run reserves on the cluster, and giving it back
+    trainer.py        build_datasets() and build_trainer(): the seam a sweep trial and `rxsweep train` share
+    runner.py         train(): the `rxsweep train` command
 
-Modules are imported directly (``from rxsweep.training.driver import train``): this package imports
+Modules are imported directly (``from rxsweep.training.runner import train``): this package imports
 nothing, so reading a config does not pull in Ray.
 """

@@ -1,10 +1,5 @@
-"""Checkpoint files: what one epoch's checkpoint directory holds, and reading it back safely.
-
-    checkpoint_epochNNNN/
-      state.pt            model, optimiser, scheduler, epoch, step, rng (read with weights_only=True)
-      config.yaml         the TrainConfig of the run
-      history.jsonl       the reported metrics of epochs 1..NNNN, one JSON object a line
-      embeddings.parquet  final epoch only: held-out embeddings (see embeddings.py)
+"""Checkpoint files: writing one epoch's checkpoint folder and reading it back safely (its file
+names are part of the run-folder contract, run_files.py).
 
 Everything in state.pt is a tensor, a number, a string, None or a list/dict of those, so
 ``torch.load(weights_only=True)`` reads it without running pickled code: NumPy's and Python's RNG
@@ -13,8 +8,6 @@ states are stored as plain tensors and ints, not as the tuples their getters ret
 
 from __future__ import annotations
 
-import json
-import math
 import random
 from pathlib import Path
 from typing import Any
@@ -22,15 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-STATE_FILE = "state.pt"
-CONFIG_FILE = "config.yaml"
-HISTORY_FILE = "history.jsonl"
-EMBEDDINGS_FILE = "embeddings.parquet"
-
-
-def checkpoint_dir_name(epoch: int) -> str:
-    """Name of an epoch's checkpoint inside the run directory (sorts by epoch)."""
-    return f"checkpoint_epoch{epoch:04d}"
+from rxsweep.training.run_files import CONFIG_FILE, HISTORY_FILE, STATE_FILE, write_history
 
 
 def rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
@@ -83,23 +68,3 @@ def load_state(directory: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path.parent} is not an rxsweep checkpoint: no {STATE_FILE}")
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def read_history(path: str | Path) -> list[dict]:
-    path = Path(path)
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def write_history(path: str | Path, history: list[dict]) -> None:
-    """One JSON object a line; NaN (ERM's domain metrics) is written as null to stay valid JSON.
-    Written to a temporary name and renamed, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(json_safe(m)) + "\n" for m in history))
-    tmp.replace(path)
-
-
-def json_safe(metrics: dict) -> dict:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}

@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from rxsweep.training.components import autocast
+from rxsweep.training.recipe import autocast
 
 
 def world_size() -> int:

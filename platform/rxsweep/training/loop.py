@@ -24,8 +24,10 @@ import ray.train.torch
 import torch
 
 from rxsweep.data.stream import batch_transform
+from rxsweep.fileio import json_safe
 from rxsweep.training import checkpointing as ckpt
-from rxsweep.training.components import (build_model, build_optimizer, build_scheduler, lambda_at,
+from rxsweep.training import run_files
+from rxsweep.training.recipe import (build_model, build_optimizer, build_scheduler, lambda_at,
                                           train_step)
 from rxsweep.training.config import ConfigError, TrainConfig
 from rxsweep.training.embeddings import embeddings_table, write_embeddings
@@ -78,7 +80,7 @@ def train_loop_per_worker(config: dict) -> None:
         with checkpoint.as_directory() as d:
             _check_resumable(cfg, d)
             state = ckpt.load_state(d)
-            history = ckpt.read_history(f"{d}/{ckpt.HISTORY_FILE}")
+            history = run_files.read_history(f"{d}/{run_files.HISTORY_FILE}")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -137,7 +139,7 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
         metrics["eval_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - eval_started), op="max"))
         metrics["epoch_time_s"] = train_s + metrics["eval_time_s"]
-        history.append(ckpt.json_safe(metrics))
+        history.append(json_safe(metrics))
         parts = {s: all_gather_objects(evals[s].embeddings) for s in EMBEDDING_SPLITS} if final else {}
 
         with tempfile.TemporaryDirectory(prefix="rxsweep-ckpt-") as tmp:
@@ -146,16 +148,16 @@ def train_loop_per_worker(config: dict) -> None:
                 if final:
                     table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw),
                                              model_n_classes(raw))
-                    write_embeddings(table, f"{tmp}/{ckpt.EMBEDDINGS_FILE}")
+                    write_embeddings(table, f"{tmp}/{run_files.EMBEDDINGS_FILE}")
                     if config.get("end_of_run_scores"):  # e.g. batch mixing, for a sweep's objective
                         metrics.update(config["end_of_run_scores"](table))
-                        history[-1] = ckpt.json_safe(metrics)
+                        history[-1] = json_safe(metrics)
                 ckpt.save_checkpoint(tmp, model=raw, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                      step=step, rng=ckpt.rng_state(generators), config_yaml=cfg.to_yaml(),
                                      history=history)
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint,
-                             checkpoint_dir_name=ckpt.checkpoint_dir_name(epoch))
+                             checkpoint_dir_name=run_files.checkpoint_dir_name(epoch))
 
 
 def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer) -> dict:
@@ -176,7 +178,7 @@ def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
 
 
 def _check_resumable(cfg: TrainConfig, directory: str) -> None:
-    saved = TrainConfig.from_yaml(f"{directory}/{ckpt.CONFIG_FILE}")
+    saved = TrainConfig.from_yaml(f"{directory}/{run_files.CONFIG_FILE}")
     changed = {k: v for k, v in saved.diff(cfg).items() if k not in RESUMABLE_CHANGES}
     if changed:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))

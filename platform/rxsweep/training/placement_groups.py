@@ -48,7 +48,9 @@ from pathlib import Path
 from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 from ray.train.v2._internal.execution.worker_group import WorkerGroup
 
-LEDGER_FILE = "placement_groups.jsonl"
+from rxsweep import fileio
+from rxsweep.training.run_files import LEDGER_FILE
+
 #: States of a placement group that still reserve (or wait for) resources.
 RESERVING = ("PENDING", "PREPARED", "CREATED", "RESCHEDULING")
 
@@ -104,23 +106,9 @@ class ReleasingWorkerGroup(WorkerGroup):
 
 
 def read_ledger(run_dir: str | Path) -> list[dict]:
-    """The run's placement groups, oldest first ([] when it never started a worker group).
-
-    A torn last line (the controller killed mid-append) is skipped; any other unreadable line is
-    a ValueError naming the file and line."""
-    path = Path(run_dir) / LEDGER_FILE
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return []
-    entries = []
-    for number, line in enumerate(lines, start=1):
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            if number < len(lines):
-                raise ValueError(f"{path}:{number}: not a JSON line: {line[:80]!r}") from None
-    return entries
+    """The run's placement groups, oldest first ([] when it never started a worker group); a torn
+    last line (the controller killed mid-append) is skipped, any other bad line is an error."""
+    return fileio.read_jsonl(Path(run_dir) / LEDGER_FILE)
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,12 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
 from rxsweep.data.stream import ShardIndex, batch_transform, open_shards, with_splits
 from rxsweep.models.registry import BACKBONES
 from rxsweep.training.config import ConfigError, TrainConfig
+from rxsweep.training.run_files import SPLIT_COLUMNS
 
 #: Splits a run reads. 'val' = training-domain holdout; the two held-out splits are experiments the
 #: model never trains on ('heldout_test' is reported only, never used to choose anything).
@@ -61,12 +64,18 @@ class RunPlan:
     def cell_types(self) -> list[str]:
         return list(self.index.cell_types)
 
+    @property
+    def splits(self) -> pd.DataFrame:
+        """The run's split as a value: one row a site (rxsweep.training.run_files.SPLIT_COLUMNS),
+        what every run writes to its folder as splits.parquet."""
+        return self.index.table.loc[:, list(SPLIT_COLUMNS)]
+
 
 def preflight(cfg: TrainConfig, shards_dir: str | Path, index: ShardIndex | None = None) -> RunPlan:
     """Check ``cfg`` against the shards in ``shards_dir``; raise ConfigError naming the fix.
 
     ``index``: the already opened shard index of ``shards_dir`` (a sweep checks many configs
-    against one data set); its split column is reassigned for ``cfg``.
+    against one data set); it is not changed: the plan carries its own copy with ``cfg``'s split.
     """
     if index is None:
         index = open_index(shards_dir)
@@ -89,7 +98,7 @@ def preflight(cfg: TrainConfig, shards_dir: str | Path, index: ShardIndex | None
         raise ConfigError(f"normalization={cfg.normalization!r}: {e}") from None
 
     try:
-        with_splits(index, cfg.split_spec())
+        index = with_splits(index, cfg.split_spec())
     except ValueError as e:
         raise ConfigError(f"splits: {e}") from None
     sizes = index.table["split"].value_counts().to_dict()

@@ -17,8 +17,9 @@ import time
 
 from ray.tune import Callback
 
+from rxsweep import fileio
 from rxsweep.training.placement_groups import release_orphans
-from rxsweep.tuning import layout
+from rxsweep.tuning import sweep_files
 
 #: Seconds after a trial's end before the guard looks (Ray's cleaner polls every second).
 SETTLE_S = 5.0
@@ -68,7 +69,7 @@ class PlacementGroupGuard(Callback):
     # ---------------------------------------------------------------------------------------
     def _look(self, final: bool = False) -> None:
         for trial_id, ended_at in list(self._ended.items()):
-            run_dir = layout.trial_dir(self.sweep_dir, trial_id)
+            run_dir = sweep_files.trial_dir(self.sweep_dir, trial_id)
             if final:  # the sweep is over: whatever is still reserved is left over
                 since, settle, grace = 0.0, 0.0, 0.0
             elif ended_at is None:  # restarted: only its dead controllers' groups are left over
@@ -92,7 +93,7 @@ class PlacementGroupGuard(Callback):
         for r in released:
             print(f"rxsweep: trial {trial_id} had ended, but placement group {r.placement_group} "
                   f"{r.bundles} was still reserved ({r.why}); removed it", file=sys.stderr, flush=True)
-        status = layout.read_json(run_dir / layout.STATUS_FILE) or {"trial_id": trial_id}
+        status = fileio.read_json(run_dir / sweep_files.STATUS_FILE) or {"trial_id": trial_id}
         previous = status.get("released_placement_groups", [])
-        layout.write_json(run_dir / layout.STATUS_FILE, {**status, "released_placement_groups": previous + [
+        fileio.write_json(run_dir / sweep_files.STATUS_FILE, {**status, "released_placement_groups": previous + [
             {"placement_group": r.placement_group, "bundles": r.bundles, "why": r.why} for r in released]})

@@ -2,15 +2,15 @@
 
 Per-epoch metrics come from the training loop (all-reduced over workers); end-of-trial metrics are
 the batch-mixing scores of the held-out validation experiments' embeddings, computed by the trial
-driver once training is done (rxsweep.analysis.scoring). Held-out *test* metrics are reported and
-shown, never optimised: a space that names one is refused.
+driver once training is done (rxsweep.metrics.embedding_scores). Held-out *test* metrics are
+reported and shown, never optimised: a space that names one is refused.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rxsweep.analysis.mixing import SCORE_KEYS
+from rxsweep.metrics.mixing import SCORE_KEYS
 
 #: metric -> mode, reported every epoch.
 PER_EPOCH = {"heldout_val_acc": "max", "heldout_val_top5": "max", "heldout_val_loss": "min",

@@ -14,7 +14,8 @@ import time
 
 from ray.tune import Callback
 
-from rxsweep.tuning import layout
+from rxsweep import fileio
+from rxsweep.tuning import sweep_files
 
 #: Fields of status.json that later events keep: when the trial first started (a retry starts it
 #: again) and what the placement-group guard released (rxsweep.tuning.guard).
@@ -27,12 +28,12 @@ class TrialStatusWriter(Callback):
         self.epochs = epochs
 
     def _write(self, trial, status: str, **extra) -> None:
-        path = layout.trial_dir(self.sweep_dir, trial.trial_id) / layout.STATUS_FILE
-        kept = {k: v for k, v in (layout.read_json(path) or {}).items() if k in KEPT}
+        path = sweep_files.trial_dir(self.sweep_dir, trial.trial_id) / sweep_files.STATUS_FILE
+        kept = {k: v for k, v in (fileio.read_json(path) or {}).items() if k in KEPT}
         result = trial.last_result or {}
         if status == "running":
             kept.setdefault("started_at", time.time())
-        layout.write_json(path, {
+        fileio.write_json(path, {
             **kept, "trial_id": trial.trial_id, "status": status, "params": trial.config,
             "last_epoch": result.get("epoch"), "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **extra,

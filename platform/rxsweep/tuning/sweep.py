@@ -2,7 +2,7 @@
 
 :func:`run_sweep` checks everything it can before Ray starts (the space file, the data, every
 choice value against the data), then builds the Tuner, or restores it with ``resume=True``, and
-returns the sweep folder (see layout.py). The same call runs on a laptop (a local Ray) and under
+returns the sweep folder (see sweep_files.py). The same call runs on a laptop (a local Ray) and under
 ``ray job submit`` (it joins that cluster): nothing in the code changes with the cluster size.
 """
 
@@ -11,16 +11,18 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rxsweep import __version__
+from rxsweep import __version__, fileio
 from rxsweep.training.config import ConfigError
 from rxsweep.training.plan import RunPlan, open_index, preflight
-from rxsweep.tuning import layout
-from rxsweep.tuning.space import SearchSpace, SpaceError, load_space
+from rxsweep.tuning import sweep_files
+from rxsweep.tuning.space import SearchSpace, SpaceError
+from rxsweep.tuning.space_yaml import load_space
 
 #: Seconds between Tune's saves of the experiment state (Ray's default is at least 10 s). A sweep
 #: killed between two saves forgets the trials it started in between; they are marked `lost`.
@@ -31,11 +33,11 @@ EXPERIMENT_STATE_PERIOD_S = "2"
 class SharedInputs:
     """Built once by the sweep driver and handed to every trial (Ray's object store holds one copy):
     the split is a run setting, identical for every trial, and so are the datasets."""
-    index: Any  # ShardIndex with its split column
-    datasets: tuple  # what rxsweep.training.driver.build_datasets returns
+    index: Any  # ShardIndex with the base config's split column
+    datasets: tuple  # what rxsweep.training.trainer.build_datasets returns
 
 
-def prepare(space_file: str | Path, data: str | Path, num_samples: int | None = None) -> tuple[SearchSpace, RunPlan]:
+def check_sweep(space_file: str | Path, data: str | Path, num_samples: int | None = None) -> tuple[SearchSpace, RunPlan]:
     """Load the space and check it against the data; no Ray. Raises SpaceError / ConfigError."""
     space = load_space(space_file)
     if num_samples is not None:
@@ -54,7 +56,6 @@ def prepare(space_file: str | Path, data: str | Path, num_samples: int | None = 
                 preflight(space.trial_config({p.name: value}), data, index=index)
             except ConfigError as e:
                 raise ConfigError(f"{space.path}: parameters.{p.name}: {value!r}: {e}") from None
-    preflight(base, data, index=index)  # leave the index with the base split
     if any(o.metric.startswith("mixing") for o in space.objectives):
         _check_mixing_possible(space, plan)
     return space, plan
@@ -73,12 +74,12 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
               resume: bool = False, num_samples: int | None = None, max_concurrent: int | None = None,
               echo: bool = True) -> Path:
     """Run (or resume) a sweep and return its folder, STORAGE/NAME (NAME: the space's name)."""
-    space, plan = prepare(space_file, data, num_samples)
+    space, plan = check_sweep(space_file, data, num_samples)
     data = str(Path(data).expanduser().resolve())
-    sweep_dir = Path(storage).expanduser().resolve() / (name or space.name)
+    sweep_dir = Path(storage).expanduser().resolve() / check_name(name or space.name)
     identity = {"space_sha256": space.sha256, "data": data, "num_samples": space.num_samples}
     _claim(sweep_dir, identity, resume)
-    previous = layout.read_json(sweep_dir / layout.SWEEP_FILE) or {}
+    previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE) or {}
     if resume and previous.get("finished"):
         _say(echo, f"{sweep_dir}: this sweep finished already; nothing to resume")
         return sweep_dir
@@ -87,7 +88,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     import ray
     from ray import tune
 
-    from rxsweep.training.driver import build_datasets
+    from rxsweep.training.trainer import build_datasets
     from rxsweep.tuning.searcher import make_searcher
     from rxsweep.tuning.guard import PlacementGroupGuard
     from rxsweep.tuning.status import TrialStatusWriter
@@ -106,7 +107,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     # The mixing objectives exist only in a trial's last result (see trial.py); Tune would
     # otherwise reject every earlier result for lacking them.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    tune_path = sweep_dir / layout.TUNE_DIR
+    tune_path = sweep_dir / sweep_files.TUNE_DIR
     if resume and tune.Tuner.can_restore(str(tune_path)):
         tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False)
@@ -114,7 +115,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
-                search_alg=make_searcher(space, sweep_dir / layout.OPTUNA_DB), scheduler=_scheduler(space),
+                search_alg=make_searcher(space, sweep_dir / sweep_files.OPTUNA_DB), scheduler=_scheduler(space),
                 # No reuse_actors: it cut the gap between two trials from 3.3 s to 0.1 s here, but
                 # with ASHA stopping trials a reused driver's ray.tune.get_context() named the
                 # previous trial (the next one trained in its run folder), and on a retest the sweep
@@ -122,7 +123,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
                 num_samples=space.num_samples, max_concurrent_trials=concurrency, reuse_actors=False,
                 trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
             run_config=tune.RunConfig(
-                name=layout.TUNE_DIR, storage_path=str(sweep_dir),
+                name=sweep_files.TUNE_DIR, storage_path=str(sweep_dir),
                 failure_config=tune.FailureConfig(max_failures=space.failures.trial_retries),
                 callbacks=[TrialStatusWriter(str(sweep_dir), space.base_config().epochs),
                            PlacementGroupGuard(str(sweep_dir))], verbose=1 if echo else 0),
@@ -132,6 +133,18 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     mark_lost_trials(sweep_dir, known)
     _write_sweep_file(sweep_dir, space, identity, finished=True)
     return sweep_dir
+
+
+#: A sweep name is one path component: it names a folder under STORAGE and never leaves it.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def check_name(name: str) -> str:
+    """``name`` if it can name a sweep folder; a ValueError saying what is allowed otherwise."""
+    if not NAME_PATTERN.fullmatch(name or ""):
+        raise ValueError(f"sweep name {name!r} must be one folder name: letters, digits, '-', '_' and '.', "
+                         "not starting with '.' or '-' (e.g. --name dann-plate-2)")
+    return name
 
 
 def concurrent_trials(cluster: dict, per_trial: dict, num_samples: int) -> int:
@@ -151,10 +164,10 @@ def concurrent_trials(cluster: dict, per_trial: dict, num_samples: int) -> int:
 
 def mark_lost_trials(sweep_dir: Path, known: set) -> None:
     """Trial folders Tune does not know (started by a driver killed before it saved its state)."""
-    for trial in sorted((sweep_dir / layout.TRIALS_DIR).glob("*")):
+    for trial in sorted((sweep_dir / sweep_files.TRIALS_DIR).glob("*")):
         if trial.is_dir() and trial.name not in known:
-            status = layout.read_json(trial / layout.STATUS_FILE) or {"trial_id": trial.name}
-            layout.write_json(trial / layout.STATUS_FILE, {**status, "status": "lost"})
+            status = fileio.read_json(trial / sweep_files.STATUS_FILE) or {"trial_id": trial.name}
+            fileio.write_json(trial / sweep_files.STATUS_FILE, {**status, "status": "lost"})
 
 
 def _trial_id_of(result) -> str | None:
@@ -184,7 +197,7 @@ def _init_ray(space: SearchSpace) -> None:
 
 
 def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
-    previous = layout.read_json(sweep_dir / layout.SWEEP_FILE)
+    previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE)
     if previous is None:
         if resume:
             raise FileNotFoundError(f"{sweep_dir} holds no sweep to resume; run without --resume to start it")
@@ -203,9 +216,9 @@ def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
 
 def _write_sweep_file(sweep_dir: Path, space: SearchSpace, identity: dict, finished: bool) -> None:
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    (sweep_dir / layout.SPACE_FILE).write_text(space.text)
-    layout.write_json(sweep_dir / layout.SWEEP_FILE, {
-        "format": layout.FORMAT, "created_by": f"rxsweep {__version__}", "name": space.name,
+    (sweep_dir / sweep_files.SPACE_FILE).write_text(space.text)
+    fileio.write_json(sweep_dir / sweep_files.SWEEP_FILE, {
+        "format": sweep_files.FORMAT, "created_by": f"rxsweep {__version__}", "name": space.name,
         "identity": identity, "space_file": str(space.path), "data": identity["data"],
         "objectives": [dataclasses.asdict(o) for o in space.objectives],
         "scheduler": dataclasses.asdict(space.scheduler), "num_samples": space.num_samples,

@@ -5,7 +5,7 @@ holds a small CPU share and waits), named after the trial id in ``SWEEP_DIR/tria
 that Tune restarts (a crashed driver, a resumed sweep) resumes its own last checkpoint. Ray Train's
 TuneReportCallback forwards each epoch's metrics (all-reduced over workers, so rank 0's are
 everyone's); the last epoch's also carry the batch-mixing scores of the held-out embeddings
-(rxsweep.analysis.scoring), which is what the mixing objectives read.
+(rxsweep.metrics.embedding_scores), which is what the mixing objectives read.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from rxsweep.tuning import layout
+from rxsweep import fileio
+from rxsweep.training import run_files
+from rxsweep.tuning import sweep_files
 from rxsweep.tuning.space import SearchSpace
 
 
@@ -25,30 +27,28 @@ def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: s
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from rxsweep.analysis.scoring import end_of_run_scores
-    from rxsweep.training.driver import build_trainer
+    from rxsweep.metrics.embedding_scores import end_of_run_scores
     from rxsweep.training.plan import preflight
+    from rxsweep.training.trainer import build_trainer
 
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = space.trial_config(config)
-    run_dir = layout.trial_dir(sweep_dir, trial_id)
-    _record_trial(run_dir, config, cfg)
+    run_dir = sweep_files.trial_dir(sweep_dir, trial_id)
     plan = preflight(cfg, shards_dir, index=shared.index)
+    _record_trial(run_dir, config, cfg, plan)
     trainer = build_trainer(cfg, shards_dir, run_dir.parent, trial_id, callbacks=[TuneReportCallback()],
                             plan=plan, datasets=shared.datasets, max_failures=space.failures.worker_restarts,
                             end_of_run_scores=end_of_run_scores)
     trainer.fit()
 
 
-def _record_trial(run_dir: Path, params: dict, cfg) -> None:
-    """params.json and config.yaml, before training starts (a crash still leaves them). A restarted
-    trial finds its own parameters there; anything else would resume another trial's checkpoints."""
-    previous = layout.read_json(run_dir / layout.PARAMS_FILE)
+def _record_trial(run_dir: Path, params: dict, cfg, plan) -> None:
+    """params.json, config.yaml and splits.parquet, before training starts (a crash still leaves
+    them). A restarted trial finds its own parameters there; anything else would resume another
+    trial's checkpoints."""
+    previous = fileio.read_json(run_dir / sweep_files.PARAMS_FILE)
     if previous is not None and previous != json.loads(json.dumps(params)):
         raise RuntimeError(f"{run_dir} holds a trial with other parameters ({previous}); refusing to resume "
                            f"it as {params}")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    layout.write_json(run_dir / layout.PARAMS_FILE, params)
-    tmp = run_dir / (layout.CONFIG_FILE + ".tmp")
-    tmp.write_text(cfg.to_yaml())
-    tmp.replace(run_dir / layout.CONFIG_FILE)
+    fileio.write_json(run_dir / sweep_files.PARAMS_FILE, params)
+    run_files.claim(run_dir, cfg, plan.splits)

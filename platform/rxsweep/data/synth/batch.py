@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 from rxsweep.data.synth import seeds
 
-C = design.N_CHANNELS
+C = rxrx1_facts.N_CHANNELS
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 from rxsweep.data.synth.batch import draw_experiment_batch, draw_plate_shift
 from rxsweep.data.synth.biology import CELL_TYPE_BIOLOGY, draw_phenotypes
 from rxsweep.data.synth.job import PlateTask, run_plate
@@ -21,7 +21,7 @@ from rxsweep.data.synth.plate_map import make_plan
 from rxsweep.data.synth.presets import Preset, get_preset
 from rxsweep.data.synth.truth import build_truth
 from rxsweep.data.synth.writers import (
-    LAYOUTS, TRUTH_FILE, dataset_root, plate_image_dir, write_json, write_kaggle_tables,
+    LAYOUTS, dataset_root, plate_image_dir, truth_file, write_json, write_kaggle_tables,
     write_wilds_tables,
 )
 
@@ -33,7 +33,7 @@ _PARTIAL_FILE = ".synth-partial.json"  # identity of a generation in progress; r
 def default_image_size(preset: Preset, layout: str) -> int:
     """The preset's native size; WILDS images are at most 256² as in the real rxrx1_v1.0."""
     if layout == "wilds":
-        return min(preset.image_size, design.WILDS_IMAGE_SIZE)
+        return min(preset.image_size, rxrx1_facts.WILDS_IMAGE_SIZE)
     return preset.image_size
 
 
@@ -66,7 +66,7 @@ def _prepare(out: Path, root: Path, identity: dict) -> bool:
     if out.exists() and not out.is_dir():
         raise ValueError(f"out {str(out)!r} exists and is not a directory")
     if out.exists() and any(out.iterdir()):
-        finished = _read_identity(root / TRUTH_FILE)
+        finished = _read_identity(truth_file(root))
         previous = finished or _read_identity(root / _PARTIAL_FILE)
         if previous is None:
             raise ValueError(
@@ -120,7 +120,7 @@ def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
     # Geometry: cells are sized in pixels of the real 512² field; a preset's cell_scale shrinks
     # them, an image_size override only changes resolution (the field of view is the preset's).
     pixel_scale = spec.cell_scale * size / spec.image_size
-    field_area = (spec.image_size / spec.cell_scale / design.IMAGE_SIZE) ** 2
+    field_area = (spec.image_size / spec.cell_scale / rxrx1_facts.IMAGE_SIZE) ** 2
     tasks, batches, shifts = [], {}, {}
     for exp in plan.experiments:
         batches[exp.name] = draw_experiment_batch(seed, exp.key)
@@ -142,7 +142,7 @@ def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
         truth["kaggle_test_answers"] = write_kaggle_tables(root, plan, stats)
     else:
         write_wilds_tables(root, plan)
-    write_json(root / TRUTH_FILE, truth)  # last: its presence means the dataset is complete
+    write_json(truth_file(root), truth)  # last: its presence means the dataset is complete
     (root / _PARTIAL_FILE).unlink()
     return root
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 from rxsweep.data.synth import seeds
 from rxsweep.data.synth.batch import ExperimentBatch, PlateShift, apply_batch
 from rxsweep.data.synth.biology import CellTypeBiology, morphology
@@ -21,7 +21,7 @@ from rxsweep.data.synth.render import render_cells
 from rxsweep.data.synth.writers import pixel_stats_rows, write_site_images
 
 
-_WELL_INDEX = {well: i for i, well in enumerate(design.all_wells())}
+_WELL_INDEX = {well: i for i, well in enumerate(rxrx1_facts.all_wells())}
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class PlateTask:
 def render_site(task: PlateTask, well: str, effect: np.ndarray, site: int) -> np.ndarray:
     """uint8 [6, H, W] image of one site."""
     rng = seeds.rng_for(task.seed, seeds.SITE, *task.key, task.plate, _WELL_INDEX[well], site)
-    edge = design.is_edge_well(well)
+    edge = rxrx1_facts.is_edge_well(well)
     density = task.batch.density * task.shift.density * (task.batch.edge_density if edge else 1.0)
     m = morphology(task.biology, effect, task.pixel_scale, task.field_area,
                    size_factor=task.batch.cell_size, density_factor=density)
@@ -61,7 +61,7 @@ def run_plate(task: PlateTask) -> list[tuple]:
     folder.mkdir(parents=True, exist_ok=True)
     stats: list[tuple] = []
     for (well, _sirna), effect in zip(task.wells, task.effects):
-        for site in range(1, design.SITES_PER_WELL + 1):
+        for site in range(1, rxrx1_facts.SITES_PER_WELL + 1):
             image = render_site(task, well, np.asarray(effect), site)
             write_site_images(folder, task.layout, well, site, image)
             if task.layout == "kaggle":

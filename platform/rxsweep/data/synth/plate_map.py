@@ -1,5 +1,5 @@
 """The experimental design of a synthetic RxRx1: siRNA labels, experiments and their splits, and the
-plate maps (which siRNA sits in which well), following the real design (see design.py).
+plate maps (which siRNA sits in which well), following the real design (see rxrx1_facts.py).
 
 Labels are as in Kaggle and WILDS: treatments 0..T-1, positive controls T..T+P-1, untreated T+P.
 Treatments form 4 plate groups; each experiment puts the groups on plates 1-4 in its own order and
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 from rxsweep.data.synth import seeds
 from rxsweep.data.synth.presets import Preset
 
@@ -23,7 +23,7 @@ EMPTY = "EMPTY"  # the sirna name of the untreated well in the WILDS metadata
 class Sirna:
     sirna_id: int
     name: str  # 's' + 5 digits, or EMPTY
-    well_type: str  # one of design.WELL_TYPES
+    well_type: str  # one of rxrx1_facts.WELL_TYPES
     group: int | None  # plate group 0..3 of a treatment; None for controls
 
 
@@ -61,7 +61,7 @@ def make_sirnas(preset: Preset, seed: int) -> tuple[Sirna, ...]:
     n_named = preset.n_treatments + preset.positive_controls
     numbers = rng.choice(np.arange(10_000, 100_000), size=n_named, replace=False)
     # Treatments are dealt into groups at random (the real groups are not contiguous id ranges).
-    groups = rng.permutation(np.arange(preset.n_treatments) % design.N_PLATE_GROUPS)
+    groups = rng.permutation(np.arange(preset.n_treatments) % rxrx1_facts.N_PLATE_GROUPS)
     sirnas = [
         Sirna(i, f"s{numbers[i]:05d}", "treatment", int(groups[i])) for i in range(preset.n_treatments)
     ]
@@ -84,7 +84,7 @@ def _plate_plan(
     seed: int, key: tuple[int, int], plate: int, group: int, sirnas: tuple[Sirna, ...]
 ) -> PlatePlan:
     conditions = [s.sirna_id for s in sirnas if s.group == group or s.group is None]
-    wells = design.all_wells()
+    wells = rxrx1_facts.all_wells()
     rng = seeds.rng_for(seed, seeds.PLATE, *key, plate)
     # A random injective map of conditions onto the 308 positions: with fewer than 308 conditions
     # some still land on edge wells, so position effects stay in the data.
@@ -102,15 +102,15 @@ def make_plan(preset: Preset, seed: int) -> Plan:
         for index in range(n):
             number = index + 1
             key = seeds.experiment_key(cell_type, number)
-            order = seeds.rng_for(seed, seeds.PLATE, *key, 0).permutation(design.N_PLATE_GROUPS)
+            order = seeds.rng_for(seed, seeds.PLATE, *key, 0).permutation(rxrx1_facts.N_PLATE_GROUPS)
             plates = tuple(
                 _plate_plan(seed, key, p + 1, int(order[p]), sirnas)
-                for p in range(design.PLATES_PER_EXPERIMENT)
+                for p in range(rxrx1_facts.PLATES_PER_EXPERIMENT)
             )
             kaggle, wilds = _split_of(index, n_train[cell_type])
             experiments.append(
                 ExperimentPlan(
-                    name=design.experiment_name(cell_type, number),
+                    name=rxrx1_facts.experiment_name(cell_type, number),
                     cell_type=cell_type,
                     number=number,
                     kaggle_split=kaggle,

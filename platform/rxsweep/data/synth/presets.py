@@ -1,6 +1,6 @@
 """Size presets of the synthetic RxRx1 generator: every count in one frozen dataclass.
 
-`full` reproduces the real release (design.py); `tiny` trains on two CPU cores in minutes; `small`
+`full` reproduces the real release (rxrx1_facts.py); `tiny` trains on two CPU cores in minutes; `small`
 is a native-resolution (512²) set of 3,840 sites for throughput benchmarks. `tiny` keeps 5 labelled
 (Kaggle-train) experiments a cell type, so a sweep's split (two held-out validation experiments a
 cell type, the fewest batch mixing can be scored on, and one test experiment) still leaves two to
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Preset:
     null_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        known = design.EXPERIMENTS_PER_CELL_TYPE
+        known = rxrx1_facts.EXPERIMENTS_PER_CELL_TYPE
         total, train = dict(self.experiments), dict(self.train_experiments)
         if set(total) - set(known) or set(total) != set(train):
             raise ValueError(
@@ -57,24 +57,24 @@ class Preset:
                     f"preset {self.name!r}: {cell_type} has {n} experiments, {n_train} train; need "
                     f">= 1 train, >= 2 held out (val + test) and no more test than train experiments"
                 )
-        if self.negative_controls != design.N_NEGATIVE_CONTROLS:
+        if self.negative_controls != rxrx1_facts.N_NEGATIVE_CONTROLS:
             raise ValueError(f"preset {self.name!r}: negative_controls must be 1 (one EMPTY well)")
         if self.treatments_per_group < 1 or self.positive_controls < 1:
             raise ValueError(f"preset {self.name!r}: needs >= 1 treatment a group and >= 1 control")
-        if self.wells_per_plate > design.WELLS_PER_PLATE:
+        if self.wells_per_plate > rxrx1_facts.WELLS_PER_PLATE:
             raise ValueError(
-                f"preset {self.name!r}: {self.wells_per_plate} wells a plate > {design.WELLS_PER_PLATE}"
+                f"preset {self.name!r}: {self.wells_per_plate} wells a plate > {rxrx1_facts.WELLS_PER_PLATE}"
             )
         if self.image_size < 16 or not 0 < self.cell_scale <= 2 or not 0 <= self.null_fraction <= 1:
             raise ValueError(f"preset {self.name!r}: image_size, cell_scale or null_fraction out of range")
 
     @property
     def n_plate_groups(self) -> int:
-        return design.N_PLATE_GROUPS
+        return rxrx1_facts.N_PLATE_GROUPS
 
     @property
     def n_treatments(self) -> int:
-        return self.treatments_per_group * design.N_PLATE_GROUPS
+        return self.treatments_per_group * rxrx1_facts.N_PLATE_GROUPS
 
     @property
     def n_classes(self) -> int:
@@ -91,13 +91,13 @@ class Preset:
     @property
     def n_sites(self) -> int:
         return (
-            self.n_experiments * design.PLATES_PER_EXPERIMENT * self.wells_per_plate
-            * design.SITES_PER_WELL
+            self.n_experiments * rxrx1_facts.PLATES_PER_EXPERIMENT * self.wells_per_plate
+            * rxrx1_facts.SITES_PER_WELL
         )
 
 
 # The real plate groups must tile onto plates: 4 groups, one per plate.
-assert design.N_PLATE_GROUPS == design.PLATES_PER_EXPERIMENT
+assert rxrx1_facts.N_PLATE_GROUPS == rxrx1_facts.PLATES_PER_EXPERIMENT
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(
@@ -117,17 +117,17 @@ PRESETS: dict[str, Preset] = {
         treatments_per_group=15,
         positive_controls=8,
         negative_controls=1,
-        image_size=design.IMAGE_SIZE,
+        image_size=rxrx1_facts.IMAGE_SIZE,
         cell_scale=1.0,
     ),  # 20 x 4 x 24 x 2 = 3,840 sites at 512², 69 classes
     "full": Preset(
         name="full",
-        experiments=tuple(design.EXPERIMENTS_PER_CELL_TYPE.items()),
-        train_experiments=tuple(design.TRAIN_EXPERIMENTS_PER_CELL_TYPE.items()),
-        treatments_per_group=design.TREATMENTS_PER_PLATE,
-        positive_controls=design.N_POSITIVE_CONTROLS,
-        negative_controls=design.N_NEGATIVE_CONTROLS,
-        image_size=design.IMAGE_SIZE,
+        experiments=tuple(rxrx1_facts.EXPERIMENTS_PER_CELL_TYPE.items()),
+        train_experiments=tuple(rxrx1_facts.TRAIN_EXPERIMENTS_PER_CELL_TYPE.items()),
+        treatments_per_group=rxrx1_facts.TREATMENTS_PER_PLATE,
+        positive_controls=rxrx1_facts.N_POSITIVE_CONTROLS,
+        negative_controls=rxrx1_facts.N_NEGATIVE_CONTROLS,
+        image_size=rxrx1_facts.IMAGE_SIZE,
         cell_scale=1.0,
     ),  # 51 x 4 x 308 x 2 = 125,664 sites, 1,139 classes
 }

@@ -19,7 +19,7 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import ndimage
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 from rxsweep.data.synth.biology import Morphology
 
 _MAX_NUCLEOLI = 8
@@ -149,7 +149,7 @@ def render_cells(m: Morphology, size: int, pixel_scale: float, blur: float,
             canvas[:, y0:y0 + box, x0:x0 + box] += planes[:, j]
 
     acc = canvas[:, pad:pad + size, pad:pad + size]
-    out = np.empty((design.N_CHANNELS, size, size), dtype=F32)
+    out = np.empty((rxrx1_facts.N_CHANNELS, size, size), dtype=F32)
     texture = _texture(rng, size, max(0.7, 1.5 * pixel_scale), blur)
     granules = _texture(rng, size, max(0.6, 1.0 * pixel_scale), blur)
     out[0] = acc[0] + acc[1] * texture

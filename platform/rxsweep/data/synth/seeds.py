@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
 
 # Stream tags: one per kind of draw, so e.g. adding a draw to the batch model cannot shift siRNA
 # effects. Values are part of the output's identity: never renumber them.
@@ -19,7 +19,7 @@ BATCH = 3  # one experiment's batch parameters
 PLATE = 4  # one plate's group order slot, shift and well positions
 SITE = 5  # the cells and noise of one site
 
-CELL_TYPES: tuple[str, ...] = tuple(design.EXPERIMENTS_PER_CELL_TYPE)
+CELL_TYPES: tuple[str, ...] = tuple(rxrx1_facts.EXPERIMENTS_PER_CELL_TYPE)
 
 
 def rng_for(seed: int, stream: int, *key: int) -> np.random.Generator:

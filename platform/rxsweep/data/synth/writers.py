@@ -3,7 +3,8 @@
 Kaggle: train.csv, train_controls.csv, test.csv (no sirna), test_controls.csv, pixel_stats.csv,
 images train|test/<EXP>/Plate<p>/<well>_s<site>_w<ch>.png (8-bit grey, one a channel).
 WILDS rxrx1_v1.0: RELEASE_v1.0.txt, metadata.csv, images/<EXP>/Plate<p>/<well>_s<site>.png (RGB of
-channels 1-3). Both also get truth.json (every generator parameter, and the hidden Kaggle answers).
+channels 1-3). Both also get ROOT.truth.json beside the data root (every generator parameter, and the hidden
+Kaggle answers).
 Rows are sorted and floats formatted explicitly so files are byte-identical for a seed.
 """
 
@@ -18,13 +19,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from rxsweep.data import design
+from rxsweep.data import rxrx1_facts
+from rxsweep import fileio
 from rxsweep.data.synth.plate_map import Plan, id_code
 
 LAYOUTS = ("kaggle", "wilds")
 WILDS_DIR = "rxrx1_v1.0"
 RELEASE_FILE = "RELEASE_v1.0.txt"
-TRUTH_FILE = "truth.json"
+TRUTH_SUFFIX = ".truth.json"
 #: Fixed PNG options: Pillow writes no timestamps, and fixed settings give fixed bytes. On noisy
 #: microscopy, Huffman-only deflate (no string matching) is ~25% faster than level 6 and ~12%
 #: smaller than level 1, since there are few repeated strings to find.
@@ -40,6 +42,12 @@ WILDS_COLUMNS = (
     "site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
     "well_type", "sirna", "sirna_id",
 )
+
+
+def truth_file(root: Path) -> Path:
+    """Where a dataset's truth.json goes: beside its data root, never in it (it holds the hidden
+    Kaggle test answers, and an ingest reads everything under the root)."""
+    return root.parent / f"{root.name}{TRUTH_SUFFIX}"
 
 
 def dataset_root(out: Path, layout: str) -> Path:
@@ -128,7 +136,7 @@ def write_wilds_tables(root: Path, plan: Plan) -> None:
     rows = []
     for exp, plate, well, sirna in _well_rows(plan):
         code = id_code(exp.name, plate, well)
-        for site in range(1, design.SITES_PER_WELL + 1):
+        for site in range(1, rxrx1_facts.SITES_PER_WELL + 1):
             rows.append((f"{code}_{site}", code, exp.cell_type, exp.wilds_split, exp.name, plate,
                          well, site, sirna.well_type, sirna.name, sirna.sirna_id))
     _write_csv(root / "metadata.csv", WILDS_COLUMNS, sorted(rows))
@@ -136,5 +144,6 @@ def write_wilds_tables(root: Path, plan: Plan) -> None:
 
 
 def write_json(path: Path, payload: dict) -> None:
-    """Stable JSON: sorted keys, fixed indentation, trailing newline."""
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    """Stable JSON: sorted keys, fixed indentation, trailing newline; written atomically (truth.json
+    is the completion marker)."""
+    fileio.write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")

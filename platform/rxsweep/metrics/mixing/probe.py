@@ -28,8 +28,8 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from ..checks import check_batches, check_embedding, check_labels
 from ._parallel import map_blocks
-from ._validate import check_batches, check_embedding, check_labels
 
 __all__ = ["batch_probe"]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.stats import chi2
 
-from ._validate import check_batches, check_embedding, check_k, check_labels, check_open_unit
+from ..checks import check_batches, check_embedding, check_k, check_labels, check_open_unit
 from .neighbors import knn
 
 __all__ = ["kbet_acceptance", "kbet_knn"]

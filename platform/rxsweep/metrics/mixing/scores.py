@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from ._validate import check_embedding, check_k, check_labels, check_open_unit
+from ..checks import check_embedding, check_k, check_labels, check_open_unit
 from .graph_connectivity import graph_connectivity_knn
 from .kbet import kbet_knn
 from .lisi import ilisi_knn

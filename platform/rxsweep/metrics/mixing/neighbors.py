@@ -42,8 +42,8 @@ import threading
 import numpy as np
 import torch
 
+from ..checks import check_embedding, check_k
 from ._parallel import map_blocks
-from ._validate import check_embedding, check_k
 
 __all__ = ["knn"]
 

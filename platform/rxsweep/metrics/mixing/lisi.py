@@ -34,8 +34,8 @@ import math
 
 import numpy as np
 
+from ..checks import check_batches, check_embedding, check_k, check_labels
 from ._parallel import map_blocks
-from ._validate import check_batches, check_embedding, check_k, check_labels
 from .neighbors import knn
 
 __all__ = ["ilisi", "ilisi_knn", "lisi_knn"]

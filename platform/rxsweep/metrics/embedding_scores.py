@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from rxsweep.analysis.mixing import SCORE_KEYS, batch_mixing_scores
+from .mixing import SCORE_KEYS, batch_mixing_scores
 
 MIXING_KEYS = ("mixing", *(f"mixing/{k}" for k in SCORE_KEYS))
 
@@ -68,16 +68,18 @@ def mixing_scores(frame: pd.DataFrame, split: str = "heldout_val") -> dict[str, 
 
 
 def retention_scores(frame: pd.DataFrame, design: pd.DataFrame, split: str = "heldout_val") -> dict[str, float]:
-    """Biology retained on one split (bio_retention.py): top-1/top-5 from the stored log-probs,
-    plate-constrained accuracy (uses the plate design: labelled ``plate_acc``; over all the
-    split's sites, controls included, like ``{split}_acc``), and replicate retrieval mAP of well
-    profiles (mean embedding of a well's sites) across experiments.
+    """Biology retained on one split (topk.py, plate_constrained.py, replicate_retrieval.py):
+    top-1/top-5 from the stored log-probs, plate-constrained accuracy (uses the plate design:
+    labelled ``plate_acc``; over all the split's sites, controls included, like ``{split}_acc``),
+    and replicate retrieval mAP of well profiles (mean embedding of a well's sites) across
+    experiments.
 
     ``design``: rows of labelled plates with plate_key, label and well_type, from which the plate
     groups and the control labels are read (the training plates, see plate_design()).
     """
-    from rxsweep.analysis.bio_retention import (infer_plate_groups, plate_constrained_accuracy,
-                                                replicate_retrieval, topk_accuracy)
+    from .plate_constrained import infer_plate_groups, plate_constrained_accuracy
+    from .replicate_retrieval import replicate_retrieval
+    from .topk import topk_accuracy
 
     rows = frame[frame["split"] == split]
     if rows.empty:
@@ -103,8 +105,8 @@ def retention_scores(frame: pd.DataFrame, design: pd.DataFrame, split: str = "he
 
 
 def plate_design(index_table: pd.DataFrame) -> pd.DataFrame:
-    """plate_key, label, well_type of the labelled sites of a shard index's training split
-    (rxsweep.data.stream ShardIndex.table with its split column)."""
+    """plate_key, label, well_type of the labelled training sites of a run's splits (its
+    splits.parquet, or a shard index table with its split column)."""
     train = index_table[(index_table["split"] == "train") & (index_table["label"] >= 0)]
     return pd.DataFrame({"plate_key": train["experiment"] + "/" + train["plate"].astype(str),
                          "label": train["label"].to_numpy(), "well_type": train["well_type"].to_numpy()})

@@ -1,7 +1,8 @@
-"""Argument checks shared by the mixing metrics.
+"""Argument checks shared by the metrics.
 
 Every check raises ``ValueError`` whose message starts with the name of the bad argument, so a
-caller (and a test) can tell which input was wrong without reading a traceback.
+caller (and a test) can tell which input was wrong without reading a traceback. Each returns the
+checked value in the form the metrics compute on (an array of a fixed dtype, an int, a float).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+import pandas as pd
 
 
 def check_embedding(X: object, name: str = "X") -> np.ndarray:
@@ -74,3 +76,50 @@ def check_open_unit(x: object, name: str) -> float:
     if isinstance(x, bool) or not isinstance(x, numbers.Real) or not 0.0 < float(x) < 1.0:
         raise ValueError(f"{name} must be a number in (0, 1); got {x!r}")
     return float(x)
+
+
+def check_scores(values: object, name: str) -> np.ndarray:
+    """(n, C) floating array, n >= 1, no NaN or +inf (-inf is a legal log-probability)."""
+    arr = np.asarray(values)
+    if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
+        raise ValueError(f"{name} must be a non-empty 2-D array (n, n_classes); got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise ValueError(f"{name} must have a floating dtype; got {arr.dtype}")
+    if np.isnan(arr).any() or np.isposinf(arr).any():
+        raise ValueError(f"{name} contains NaN or +inf")
+    return arr
+
+
+def check_int_labels(values: object, n: int, name: str, n_classes: int | None = None) -> np.ndarray:
+    """Return integer class ids as int64 after checking them.
+
+    ``values`` must be 1-D, of length ``n``, of an integer dtype, and (when ``n_classes`` is
+    given) lie in [0, n_classes). Unlike :func:`check_labels` the ids are kept, not re-coded.
+    """
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D of length {n}; got shape {arr.shape}")
+    if arr.dtype.kind not in "iu":
+        raise ValueError(f"{name} must hold integer class ids; got dtype {arr.dtype}")
+    arr = arr.astype(np.int64)
+    if n_classes is not None and arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        raise ValueError(f"{name} must lie in [0, {n_classes}); got range [{arr.min()}, {arr.max()}]")
+    return arr
+
+
+def check_keys(values: object, n: int, name: str) -> np.ndarray:
+    """Per-site keys (strings, ints) -> int codes; 1-D, length n, nothing missing."""
+    arr = np.asarray(values)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D of length {n}; got shape {arr.shape}")
+    codes, _ = pd.factorize(arr)
+    if (codes < 0).any():
+        raise ValueError(f"{name} contains missing values (None/NaN)")
+    return codes
+
+
+def check_class_id(x: object, n_classes: int, name: str) -> int:
+    """One class id: an integer (not a bool) in [0, n_classes); returned as an int."""
+    if isinstance(x, bool) or not isinstance(x, numbers.Integral) or not 0 <= int(x) < n_classes:
+        raise ValueError(f"{name} must be an integer class id in [0, {n_classes}); got {x!r}")
+    return int(x)

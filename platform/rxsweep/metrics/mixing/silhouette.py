@@ -23,8 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..checks import check_batches, check_embedding, check_labels
 from ._parallel import map_blocks
-from ._validate import check_batches, check_embedding, check_labels
 
 __all__ = ["silhouette_batch", "silhouette_samples"]
 

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from ._validate import check_embedding, check_k, check_labels
+from ..checks import check_embedding, check_k, check_labels
 from .neighbors import knn
 
 __all__ = ["graph_connectivity", "graph_connectivity_knn"]
