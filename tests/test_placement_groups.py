@@ -166,9 +166,11 @@ def test_release_orphans_removes_a_group_still_held_after_the_grace_period(ray_d
 
 def _report_then_wait(config):
     import time
+    from pathlib import Path
 
     import ray.train
 
+    Path(config["started"]).touch()  # the worker group has started: Ray's cleaner knows its group
     ray.train.report({"x": 1})
     time.sleep(600)
 
@@ -198,13 +200,14 @@ def stopped_trials_group(ray, run_dir: Path) -> tuple[str, str]:
             from ray.train.torch import TorchTrainer
 
             TorchTrainer(_report_then_wait, scaling_config=ScalingConfig(num_workers=1),
+                         train_loop_config={"started": str(Path(run_dir) / "started")},
                          run_config=RunConfig(name="run", storage_path=str(Path(run_dir).parent),
                                               callbacks=[PlacementGroupLedger(run_dir)])).fit()
 
     driver = TrialDriver.remote()
     driver.fit.remote(str(run_dir))
     deadline = time.time() + 120
-    while not read_ledger(run_dir) and time.time() < deadline:
+    while not (run_dir / "started").exists() and time.time() < deadline:
         time.sleep(0.5)
     (entry,) = read_ledger(run_dir)
     ray.kill(driver)

@@ -191,7 +191,7 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkp
 def test_the_embedded_default_keeps_its_trial_slots_busy_to_the_end(tmp_path):
     """`python jobs/sweep.py` with no arguments, as `make run` runs it (its own local Ray): while
     trials wait to start, every trial slot is busy, and no trial leaves a placement group behind."""
-    from timeline import MAX_IDLE_SLOT_S, busy_intervals, longest_idle_slot
+    from timeline import MAX_IDLE_SLOT_S, busy_intervals, first_groups_the_guard_released, longest_idle_slot
     from rxsweep.cluster import local_cpus
     from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import concurrent_trials
@@ -211,4 +211,4 @@ def test_the_embedded_default_keeps_its_trial_slots_busy_to_the_end(tmp_path):
     assert sweep.finished and len(sweep.trials) == 6 and f"up to {slots} at a time" in log.read_text()
     idle = longest_idle_slot(busy_intervals(sweep_dir), slots)
     assert idle < MAX_IDLE_SLOT_S, (idle, busy_intervals(sweep_dir))
-    assert "was still reserved" not in log.read_text()
+    assert first_groups_the_guard_released(sweep_dir) == []

@@ -41,3 +41,18 @@ def longest_idle_slot(intervals: list[tuple[float, float]], slots: int) -> float
         else:
             current = 0.0
     return longest
+
+
+def first_groups_the_guard_released(sweep_dir: Path) -> list[str]:
+    """Trials whose first worker group the sweep driver's guard had to remove (Ray and rxsweep
+    should release those themselves). The guard may have had to remove a group that a controller
+    started again while Tune was ending its trial (its workers died with it; Ray's cleaner never
+    learns of such a group): that is what the guard is for, and is not listed."""
+    trials = []
+    for trial in sorted((sweep_dir / sweep_files.TRIALS_DIR).iterdir()):
+        status = fileio.read_json(trial / sweep_files.STATUS_FILE) or {}
+        ledger = read_ledger(trial)
+        released = {r["placement_group"] for r in status.get("released_placement_groups", [])}
+        if ledger and ledger[0]["placement_group"] in released:
+            trials.append(trial.name)
+    return trials

@@ -24,16 +24,17 @@ What this module does about it, at the two places rxsweep owns:
 
 - :class:`PlacementGroupLedger`, a Ray Train callback that every rxsweep run carries: in the
   controller's process it makes a failed worker-group start shut its group down (3), and it
-  appends every placement group the run reserves, with the controller's actor id, to
-  ``RUN_DIR/placement_groups.jsonl``.
+  appends every placement group the run reserves, the moment it is created, with the controller's
+  actor id, to ``RUN_DIR/placement_groups.jsonl``.
 - :func:`release_orphans` reads that ledger and removes every placement group still reserved
   whose controller is dead (or, once ``grace_s`` has passed, any still reserved). The sweep
   driver calls it after each trial ends (rxsweep.tuning.guard), so neither (2) nor a Ray bug
   not yet known can hold a cluster's CPUs or GPUs after their trial is over.
 
-Not covered: a controller killed between reserving a group and recording it (while its workers
-start, a few seconds) leaves a group that neither Ray's cleaner nor the ledger knows; Ray removes
-it when the sweep's job ends.
+Also seen (Ray 2.60, a cluster test): a controller whose trial Tune is ending sees its workers die
+with it, restarts its worker group, and dies while the new group's workers start; Ray's cleaner
+never learns of that group. The ledger records every group when it is created, so the sweep
+driver removes it.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
+from ray.train.v2._internal.execution.callback import ControllerCallback
 from ray.train.v2._internal.execution.worker_group import WorkerGroup
 
 from rxsweep import fileio
@@ -57,7 +58,7 @@ RESERVING = ("PENDING", "PREPARED", "CREATED", "RESCHEDULING")
 logger = logging.getLogger(__name__)
 
 
-class PlacementGroupLedger(ControllerCallback, WorkerGroupCallback):
+class PlacementGroupLedger(ControllerCallback):
     """Ray Train callback (runs in the run's controller) recording the run's placement groups.
 
     ``run_dir`` must be a path the controller's node can write and the sweep driver can read (the
@@ -72,13 +73,15 @@ class PlacementGroupLedger(ControllerCallback, WorkerGroupCallback):
         import ray
         from ray.train.v2._internal.execution.controller.controller import TrainController
 
-        TrainController.worker_group_cls = ReleasingWorkerGroup  # this controller's process only
         self.controller_id = ray.get_runtime_context().get_actor_id()
+        # this controller's process only: every worker group it starts records its placement group
+        # the moment it is created, and releases it if its start fails
+        ReleasingWorkerGroup.ledger = self
+        TrainController.worker_group_cls = ReleasingWorkerGroup
 
-    def after_worker_group_start(self, worker_group) -> None:
+    def record(self, pg) -> None:
         if self.path is None:
             return
-        pg = worker_group.get_worker_group_state().placement_group_handle.placement_group
         entry = {"placement_group": pg.id.hex(), "bundles": pg.bundle_specs,
                  "controller": self.controller_id, "time": time.time()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,8 +92,19 @@ class PlacementGroupLedger(ControllerCallback, WorkerGroupCallback):
 
 
 class ReleasingWorkerGroup(WorkerGroup):
-    """A WorkerGroup that releases its workers and placement group when its start fails at any
-    step, also after its state was built (Ray 2.60 leaks them then: see (3) above)."""
+    """A WorkerGroup that records its placement group in the run's ledger as soon as it is created
+    (a controller killed while its workers start, e.g. one that restarts its worker group while
+    Tune is ending its trial, would otherwise leave a group nobody knows), and releases its workers
+    and placement group when its start fails at any step, also after its state was built (Ray
+    2.60 leaks them then: see (3) above)."""
+
+    ledger: PlacementGroupLedger | None = None
+
+    def _create_placement_group(self, scaling_config, worker_group_context):
+        handle = super()._create_placement_group(scaling_config, worker_group_context)
+        if self.ledger is not None:
+            self.ledger.record(handle.placement_group)
+        return handle
 
     def _start(self):
         try:
