@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import site
-import socket
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import psutil
 
+from rxsweep.cluster import free_port
 from rxsweep.tuning import sweep_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,12 +84,6 @@ def wait_for(condition, timeout: float, what: str, proc: subprocess.Popen | None
         time.sleep(0.5)
     tail = log.read_text()[-4000:] if log and log.exists() else ""
     raise AssertionError(f"timed out waiting for {what}\n{tail}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def venv_without_rxsweep(folder: Path) -> Path:

@@ -64,7 +64,7 @@ def _start_local(cpus: int, kwargs: dict) -> None:
 
     chosen = os.environ.get(API_SERVER_ENV)
     for _ in range(3):
-        port = _free_port()
+        port = free_port()
         if chosen is None:  # only while Ray starts its processes: they keep it, this one does not
             os.environ[API_SERVER_ENV] = f"http://127.0.0.1:{port}"
         try:
@@ -82,7 +82,8 @@ def _start_local(cpus: int, kwargs: dict) -> None:
                        "to the dashboard's address, or start Ray with `ray start --head`")
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
