@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from rxsweep.data import rxrx1_facts
+from rxsweep.data.site_features import site_features
 from rxsweep.data.synth import PRESETS, generate
 from rxsweep.data.synth.writers import truth_file
 
@@ -238,18 +238,6 @@ def test_batch_effects_predict_the_experiment(kaggle, wells):
     assert experiment_share >= 3 * sirna_share
 
 
-def _site_features(channels: np.ndarray) -> np.ndarray:
-    """Intensity distribution per channel plus a few morphology features of the nucleus channel."""
-    flat = channels.reshape(len(channels), -1)
-    quantiles = np.quantile(flat, [0.1, 0.5, 0.9, 0.99], axis=1)
-    nuclei = channels[0] > flat[0].mean() + 0.5 * flat[0].std()
-    _, count = ndimage.label(nuclei)
-    cells = channels[2] > np.median(flat[2])  # actin foreground: inside cells
-    contrast = [(c[cells].mean() + 1) / (c[~cells].mean() + 1) for c in channels]
-    return np.log1p(np.concatenate([flat.mean(1), flat.std(1), *quantiles,
-                                    [count, nuclei.sum() / max(count, 1)], contrast]))
-
-
 def test_sirna_signal_is_learnable_across_experiments(kaggle, wells, truth):
     """Per-plate-normalised image features -> siRNA of experiments the model never saw."""
     split = {e["name"]: e["kaggle_split"] for e in truth["experiments"]}
@@ -260,7 +248,7 @@ def test_sirna_signal_is_learnable_across_experiments(kaggle, wells, truth):
             folder = kaggle / split[w.experiment] / w.experiment / f"Plate{w.plate}"
             channels = np.stack([np.asarray(Image.open(folder / f"{w.well}_s{site}_w{c}.png"),
                                             dtype=np.float32) for c in range(1, 7)])
-            feats.append(_site_features(channels))
+            feats.append(site_features(channels))
             rows.append((f"{w.experiment}_{w.plate}", w.experiment in held_out, w.sirna))
     x = np.stack(feats)
     plate, test, y = (np.array(v) for v in zip(*rows))
