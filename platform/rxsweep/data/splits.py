@@ -1,11 +1,18 @@
 """Splits by experiment: the model is judged on batches it never saw.
 
     train         training experiments, minus the training-domain holdout
-    val           training-domain holdout: whole wells of the training experiments (both sites of a
-                  well go to the same side, so a site's twin never leaks into validation)
+    val           training-domain holdout: whole treatment wells of the training experiments (both
+                  sites of a well go to the same side, so a site's twin never leaks into
+                  validation). Controls are never held out: every training plate keeps all of
+                  its control wells, so a domain loss on the controls (domain_sites: controls)
+                  sees the same classes in the same numbers on every plate and experiment
     heldout_val   held-out validation experiments: what a sweep optimises
     heldout_test  held-out test experiments: reported, never used to choose anything
-    unlabeled     sites whose label the layout hides (Kaggle test.csv); in no supervised split
+    unlabeled     every site of an experiment whose labels the layout hides, even partly (Kaggle
+                  test.csv hides the treatments; test_controls.csv still labels the controls).
+                  Such a site is in no split a loss or a score sees: kept in train, each of these
+                  experiments would be a domain made only of control wells, and a domain head
+                  could read "control or treatment" off the domain.
 
 Held-out experiments are explicit lists, or N per cell type drawn with a seed from the labelled
 experiments, always leaving each cell type at least one training experiment.
@@ -32,7 +39,7 @@ class SplitSpec:
 
 
 def assign_splits(index: pd.DataFrame, spec: SplitSpec) -> pd.Series:
-    """Split name for each site of `index` (needs experiment, cell_type, well_id, label)."""
+    """Split name for each site of `index` (needs experiment, cell_type, well_id, well_type, label)."""
     if not 0.0 <= spec.holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {spec.holdout_fraction}")
     labelled = index.groupby("experiment")["label"].min().ge(0)
@@ -48,11 +55,11 @@ def assign_splits(index: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     split = pd.Series("train", index=index.index, dtype=object)
     split[index["experiment"].isin(val)] = "heldout_val"
     split[index["experiment"].isin(test)] = "heldout_test"
-    split[index["label"] < 0] = "unlabeled"
+    split[~index["experiment"].map(labelled).astype(bool)] = "unlabeled"
     training = split.eq("train")
     if not training.any():
         raise ValueError("no labelled training experiment is left after the held-out experiments")
-    wells = np.array(sorted(index.loc[training, "well_id"].unique()))
+    wells = np.array(sorted(index.loc[training & index["well_type"].eq("treatment"), "well_id"].unique()))
     n_holdout = int(round(spec.holdout_fraction * len(wells)))
     holdout = set(rng.permutation(wells)[:n_holdout])
     split[training & index["well_id"].isin(holdout)] = "val"

@@ -6,6 +6,8 @@ Each dataset yields numeric columns only (what `iter_torch_batches` can move to 
     experiment_id  int64               index into ShardIndex.experiments (domain label 'experiment')
     plate_id       int64               index into ShardIndex.plates (domain label 'plate')
     cell_type_id   int64               index into ShardIndex.cell_types
+    is_treatment   int64               1 for a treatment well, 0 for a control (positive or untreated):
+                                       accuracy is scored on treatments; a domain loss may see controls only
     site_index     int64               row of ShardIndex.table, to name a site in embeddings
 """
 
@@ -24,13 +26,15 @@ import pyarrow.parquet as pq
 
 from rxsweep.data.image_column import as_tensor
 from rxsweep.data.ingest import FORMAT, MANIFEST
+from rxsweep.data.rxrx1_facts import WELL_TYPES
 from rxsweep.data.splits import SPLITS, SplitSpec, assign_splits
 from rxsweep.data.transforms import AugmentSpec, BatchTransform
 
 INDEX_COLUMNS = ["site_id", "well_id", "experiment", "plate", "well", "site", "cell_type", "well_type",
                  "sirna", "label", "split_group"]
-READ_COLUMNS = ["site_id", "experiment", "plate", "cell_type", "label", "image"]
-BATCH_COLUMNS = ["image", "label", "experiment_id", "plate_id", "cell_type_id", "site_index"]
+READ_COLUMNS = ["site_id", "experiment", "plate", "cell_type", "well_type", "label", "image"]
+BATCH_COLUMNS = ["image", "label", "experiment_id", "plate_id", "cell_type_id", "is_treatment", "site_index"]
+TREATMENT = WELL_TYPES[0]  # the well_type of a treatment well
 
 
 @dataclass
@@ -161,6 +165,7 @@ class _Encoder:
             "experiment_id": pc.cast(pc.index_in(batch["experiment"], value_set=self.experiments), pa.int64()),
             "plate_id": pc.cast(pc.index_in(plate_key, value_set=self.plates), pa.int64()),
             "cell_type_id": pc.cast(pc.index_in(batch["cell_type"], value_set=self.cell_types), pa.int64()),
+            "is_treatment": pc.cast(pc.equal(batch["well_type"], TREATMENT), pa.int64()),
             "site_index": pa.array(expected["site_index"], type=pa.int64()),
         })
 

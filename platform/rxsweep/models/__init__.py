@@ -6,7 +6,7 @@ names (timm's for ViT), so their state_dicts load through :func:`load_pretrained
 
 # Importing the family modules registers their backbones.
 from . import cnn_small, densenet, efficientnet, resnet, vit  # noqa: F401
-from .dann import DANN, DOMAIN_LABELS
+from .dann import ADVERSARIES, DANN, DISCRIMINATOR_PREFIXES, DOMAIN_LABELS
 from .grl import GradientReversal, grad_reverse
 from .heads import DomainHead, domain_loss
 from .registry import create_backbone, list_backbones, register_backbone
@@ -27,4 +27,6 @@ __all__ = [
     "DANN",
     "domain_loss",
     "DOMAIN_LABELS",
+    "ADVERSARIES",
+    "DISCRIMINATOR_PREFIXES",
 ]

@@ -1,5 +1,10 @@
 """DANN: backbone -> [embedding projection] -> label head, and -> GRL(λ) -> domain head.
 
+CDANN (Li et al., ECCV 2018; DomainBed's ``CDANN``) conditions the domain head on the class: it
+sees GRL(embedding) + an embedding of the site's label. The head can then no longer tell domains
+apart by their label mix (on RxRx1 each plate holds one of four siRNA groups), so the features are
+pushed to hide only what differs between domains *within* a class: the batch.
+
 Which column is the domain (``experiment`` or ``plate``) is decided by the training code, which
 also maps site-table values to integer ids; this module only needs ``n_domains``. ``none`` is
 plain ERM: no domain head, ``domain_logits`` is None.
@@ -16,6 +21,9 @@ from .grl import GradientReversal
 from .heads import DomainHead
 
 DOMAIN_LABELS = ("experiment", "plate", "none")
+ADVERSARIES = ("dann", "cdann")
+#: Parameter-name prefixes of the discriminator (its own learning rate, see training.recipe).
+DISCRIMINATOR_PREFIXES = ("domain_head.", "class_embedding.")
 
 
 class DANN(nn.Module):
@@ -31,10 +39,12 @@ class DANN(nn.Module):
             Linear -> BatchNorm1d -> ReLU to that size (the "bottleneck" of common DANN code;
             BatchNorm1d needs batches of >= 2 in training mode).
         domain_width, domain_depth, domain_dropout: :class:`DomainHead` shape.
+        adversary: ``"dann"``, or ``"cdann"``: the domain head also sees the class, through an
+            ``nn.Embedding(n_classes, embedding_dim)`` added to its input.
         lambd: initial GRL λ (usually set every step with :meth:`set_lambda`).
 
-    ``forward(x)`` returns ``{"logits": [N, n_classes], "domain_logits": [N, n_domains] or None,
-    "embedding": [N, D]}``. The embedding is what the analysis code scores for batch mixing.
+    ``forward(x, labels=None)`` returns ``{"logits": [N, n_classes], "domain_logits": [N, n_domains]
+    or None, "embedding": [N, D]}``; a CDANN's domain logits need ``labels`` (None without them). The embedding is what the analysis code scores for batch mixing.
     """
 
     def __init__(
@@ -48,10 +58,13 @@ class DANN(nn.Module):
         domain_depth: int = 2,
         domain_dropout: float = 0.5,
         lambd: float = 1.0,
+        adversary: str = "dann",
     ) -> None:
         super().__init__()
         if domain_label not in DOMAIN_LABELS:
             raise ValueError(f"unknown domain_label {domain_label!r}; known: {list(DOMAIN_LABELS)}")
+        if adversary not in ADVERSARIES:
+            raise ValueError(f"unknown adversary {adversary!r}; known: {list(ADVERSARIES)}")
         if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
             raise ValueError(f"n_classes must be a positive int, got {n_classes!r}")
         self.backbone = backbone
@@ -70,7 +83,10 @@ class DANN(nn.Module):
         self.label_head = nn.Linear(self.embedding_dim, n_classes)
         self.grl = GradientReversal(lambd)
         self.domain_head: Optional[DomainHead] = None
+        self.class_embedding: Optional[nn.Embedding] = None
         if domain_label != "none":
+            if adversary == "cdann":
+                self.class_embedding = nn.Embedding(n_classes, self.embedding_dim)
             if n_domains is None:
                 raise ValueError(f"domain_label={domain_label!r} needs n_domains")
             self.domain_head = DomainHead(
@@ -85,10 +101,14 @@ class DANN(nn.Module):
     def lambd(self) -> float:
         return self.grl.lambd
 
-    def forward(self, x: torch.Tensor) -> Dict[str, Optional[torch.Tensor]]:
+    def forward(self, x: torch.Tensor, labels: Optional[torch.Tensor] = None) -> Dict[str, Optional[torch.Tensor]]:
         emb = self.embed(self.backbone.forward_features(x))
         logits = self.label_head(emb)
         domain_logits = None
         if self.domain_head is not None:
-            domain_logits = self.domain_head(self.grl(emb))
+            reversed_emb = self.grl(emb)
+            if self.class_embedding is None:
+                domain_logits = self.domain_head(reversed_emb)
+            elif labels is not None:
+                domain_logits = self.domain_head(reversed_emb + self.class_embedding(labels))
         return {"logits": logits, "domain_logits": domain_logits, "embedding": emb}

@@ -25,7 +25,10 @@ from typing import Any, Optional
 from rxsweep import yamlio
 from rxsweep.data.splits import SplitSpec
 from rxsweep.data.transforms import NORMALIZATIONS, AugmentSpec
-from rxsweep.models import DOMAIN_LABELS, list_backbones, list_schedules
+from rxsweep.models import ADVERSARIES, DOMAIN_LABELS, list_backbones, list_schedules
+
+#: Which training sites the domain loss sees (see TrainConfig.domain_sites).
+DOMAIN_SITES = ("all", "controls")
 
 
 class ConfigError(ValueError):
@@ -100,6 +103,14 @@ class TrainConfig:
                                   low=0.0, high=1.0, when={"lambda_schedule": ("linear",)})
     lambda_p0: float = hparam(0.5, "'step' schedule: progress at which λ jumps to lambda_max",
                               low=0.0, high=1.0, when={"lambda_schedule": ("step",)})
+    adversary: str = hparam(
+        "dann", "dann: the domain head sees the embedding; cdann: it also sees the class (Li et al. "
+        "2018, DomainBed's CDANN), so it cannot read the siRNA group off a plate", choices=ADVERSARIES,
+        when=DANN_ONLY)
+    domain_sites: str = hparam(
+        "all", "training sites the domain loss sees: all | controls (control wells have the same "
+        "label mix on every plate and experiment; the label loss still sees every site)",
+        choices=DOMAIN_SITES, when=DANN_ONLY)
     domain_width: int = hparam(1024, "hidden units of each domain-head layer",
                                choices=(256, 512, 1024), low=1, when=DANN_ONLY)
     domain_depth: int = hparam(2, "hidden layers of the domain head (0 = linear)", low=0, high=3,
@@ -124,6 +135,9 @@ class TrainConfig:
                                     low=0.0, high=0.5, maximum=0.9)
     label_smoothing: float = hparam(0.0, "label smoothing of the siRNA loss", low=0.0, high=0.3,
                                   maximum=0.95)
+    class_balance: bool = hparam(
+        True, "weigh the siRNA loss by inverse class frequency in training (every control is on "
+        "every plate, so controls outnumber each treatment)", choices=(True, False))
     # ------------------------------------------------------------------- images and augmentation
     normalization: str = hparam("plate", "per-channel normalisation (see rxsweep.data.transforms)",
                                 choices=NORMALIZATIONS)
@@ -161,9 +175,14 @@ class TrainConfig:
 
     # -------------------------------------------------------------------------------- derived
     @property
+    def adversarial(self) -> bool:
+        """True when a domain head trains against the features (domain_label is not none)."""
+        return self.domain_label != "none"
+
+    @property
     def method(self) -> str:
-        """'erm' when there is no domain head, else 'dann'."""
-        return "erm" if self.domain_label == "none" else "dann"
+        """The method family the verdict compares: 'erm' (no domain head), else the adversary."""
+        return self.adversary if self.adversarial else "erm"
 
     @property
     def use_gpu(self) -> bool:

@@ -56,12 +56,13 @@ def seed_epoch(seed: int, epoch: int, rank: int, generators: dict[str, torch.Gen
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: {"cfg": TrainConfig.to_dict(), "plan": RunPlan,
-    "eval_datasets": {split: [dataset name of rank r, ...]}, "end_of_run_scores": None or a
-    function of the final embeddings table returning extra metrics for the last epoch's report}.
+    "eval_datasets": {split: [dataset name of rank r, ...]}, "epoch_scores": None or a
+    function of an epoch's held-out embeddings table returning extra metrics for its report}.
 
-    The end-of-run scores go into the last epoch's own report (rank 0's, which is what Ray
-    Train's callbacks and Tune see), not a later one: a scheduler may end a trial as soon as
-    its last epoch is reported."""
+    Every epoch collects the held-out embeddings, writes them into its checkpoint and adds the
+    epoch scores (the sweep's batch mixing) to its own report (rank 0's, which is what Ray Train's
+    callbacks and Tune see): a scheduler may stop a trial after any epoch, and a stopped trial is
+    ranked on what it reported last."""
     cfg = TrainConfig.from_dict(config["cfg"])
     plan: RunPlan = config["plan"]
     ctx = ray.train.get_context()
@@ -94,6 +95,7 @@ def train_loop_per_worker(config: dict) -> None:
     transform = batch_transform(plan.index, cfg.normalization, cfg.augment_spec(), device, cfg.seed)
     generators = {"augment": transform.generator}
     domain_lut = torch.tensor(plan.domain_lut or [0], dtype=torch.long, device=device)
+    class_weights = torch.tensor(plan.class_weights(), device=device) if cfg.class_balance else None
     domain_key = "plate_id" if cfg.domain_label == "plate" else "experiment_id"
     train_data = ray.train.get_dataset_shard(TRAIN_SPLIT)
     eval_data = {s: ray.train.get_dataset_shard(names[rank] if len(names) > 1 else names[0])
@@ -103,7 +105,7 @@ def train_loop_per_worker(config: dict) -> None:
     for epoch in range(start_epoch, cfg.epochs + 1):
         seed_epoch(cfg.seed, epoch, rank, generators)
         model.train()
-        sums = torch.zeros(6, dtype=torch.float64, device=device)
+        sums = torch.zeros(7, dtype=torch.float64, device=device)
         lam, taken = 0.0, 0
         started = time.perf_counter()
         shuffle_seed = derive_seed(cfg.seed, epoch, rank, 100) % 2**32 if cfg.shuffle_buffer else None
@@ -119,39 +121,39 @@ def train_loop_per_worker(config: dict) -> None:
             x = transform(batch["image"], batch["experiment_id"], batch["plate_id"], train=True)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
-            domains = domain_lut[batch[domain_key].to(device)] if cfg.method == "dann" else None
-            out = train_step(model, optimizer, scheduler, x, labels, domains, cfg, device)
+            domains = domain_lut[batch[domain_key].to(device)] if cfg.adversarial else None
+            out = train_step(model, optimizer, scheduler, x, labels, domains, cfg, device,
+                             is_treatment=batch["is_treatment"].to(device), class_weights=class_weights)
             n = len(labels)
             sums += torch.stack([out.loss.double() * n, out.label_loss.double() * n,
-                                 out.domain_loss.double() * n, out.correct.double(),
-                                 out.domain_correct.double(), torch.tensor(float(n), device=device,
-                                                                           dtype=torch.float64)])
+                                 out.domain_loss.double() * out.domain_seen.double(), out.correct.double(),
+                                 out.domain_correct.double(),
+                                 torch.tensor(float(n), device=device, dtype=torch.float64),
+                                 out.domain_seen.double()])
             step += 1
             taken += 1
         sums = all_reduce(sums)  # waits for this worker's last step too
         train_s = float(all_reduce(torch.tensor(time.perf_counter() - started), op="max"))
 
-        final = epoch == cfg.epochs
         eval_started = time.perf_counter()
         evals = {s: evaluate(raw, it.iter_torch_batches(batch_size=cfg.batch_size, prefetch_batches=2),
-                             transform, n_types, device, collect=final and s in EMBEDDING_SPLITS)
+                             transform, n_types, device, collect=s in EMBEDDING_SPLITS)
                  for s, it in eval_data.items()}
         metrics = _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
         metrics["eval_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - eval_started), op="max"))
         metrics["epoch_time_s"] = train_s + metrics["eval_time_s"]
         history.append(json_safe(metrics))
-        parts = {s: all_gather_objects(evals[s].embeddings) for s in EMBEDDING_SPLITS} if final else {}
+        parts = {s: all_gather_objects(evals[s].embeddings) for s in EMBEDDING_SPLITS}
 
         with tempfile.TemporaryDirectory(prefix="rxsweep-ckpt-") as tmp:
             checkpoint = None
             if rank == 0:
-                if final:
-                    table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw),
-                                             model_n_classes(raw))
-                    write_embeddings(table, f"{tmp}/{run_files.EMBEDDINGS_FILE}")
-                    if config.get("end_of_run_scores"):  # e.g. batch mixing, for a sweep's objective
-                        metrics.update(config["end_of_run_scores"](table))
-                        history[-1] = json_safe(metrics)
+                table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw),
+                                         model_n_classes(raw))
+                write_embeddings(table, f"{tmp}/{run_files.EMBEDDINGS_FILE}")
+                if config.get("epoch_scores"):  # e.g. batch mixing, for a sweep's objective
+                    metrics.update(config["epoch_scores"](table))
+                    history[-1] = json_safe(metrics)
                 ckpt.save_checkpoint(tmp, model=raw, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                      step=step, rng=ckpt.rng_state(generators), config_yaml=cfg.to_yaml(),
                                      history=history)
@@ -161,13 +163,13 @@ def train_loop_per_worker(config: dict) -> None:
 
 
 def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer) -> dict:
-    loss, label_loss, dom_loss, correct, dom_correct, n = sums.cpu().tolist()
-    dann = cfg.method == "dann"
+    loss, label_loss, dom_loss, correct, dom_correct, n, dom_seen = sums.cpu().tolist()
+    seen = cfg.adversarial and dom_seen > 0  # domain_sites: controls sees the control wells only
     metrics = {
         "epoch": epoch, "step": step,
         "train_loss": loss / n, "label_loss": label_loss / n,
-        "domain_loss": dom_loss / n if dann else math.nan,
-        "train_acc": correct / n, "domain_acc": dom_correct / n if dann else math.nan,
+        "domain_loss": dom_loss / dom_seen if seen else math.nan,
+        "train_acc": correct / n, "domain_acc": dom_correct / dom_seen if seen else math.nan,
         "lambda": lam, "lr": optimizer.param_groups[0]["lr"],
     }
     for split in EVAL_SPLITS:

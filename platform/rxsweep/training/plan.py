@@ -64,6 +64,19 @@ class RunPlan:
     def cell_types(self) -> list[str]:
         return list(self.index.cell_types)
 
+    def class_weights(self) -> list[float]:
+        """Inverse training frequency of each class, normalised so a training site weighs 1 on
+        average (n / (K x n_c) over the K classes present; 1 for a class absent from training).
+        RxRx1 puts every control on every plate: a positive control has 4x the training sites of
+        a treatment on the tiny preset (and 4x on the real one), and unweighted, the controls win
+        the loss while the treatments stay at chance."""
+        labels = self.index.table.loc[self.index.table["split"] == TRAIN_SPLIT, "label"]
+        counts = labels.value_counts()
+        weights = [1.0] * self.n_classes
+        for label, count in counts.items():
+            weights[int(label)] = len(labels) / (len(counts) * count)
+        return weights
+
     @property
     def splits(self) -> pd.DataFrame:
         """The run's split as a value: one row a site (rxsweep.training.run_files.SPLIT_COLUMNS),
@@ -117,7 +130,7 @@ def preflight(cfg: TrainConfig, shards_dir: str | Path, index: ShardIndex | None
         lut = [keys.index(k) if k in keys else -1 for k in index.plates]
     else:
         names, lut = [], []
-    if cfg.method == "dann" and len(names) < 2:
+    if cfg.adversarial and len(names) < 2:
         raise ConfigError(f"domain_label={cfg.domain_label!r} needs >= 2 training {cfg.domain_label}s, "
                           f"the training split has {names}; use domain_label: none (ERM) or train on more")
 

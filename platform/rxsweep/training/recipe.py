@@ -14,7 +14,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rxsweep.models import DANN, create_backbone, domain_loss, get_schedule
+from rxsweep.models import DANN, DISCRIMINATOR_PREFIXES, create_backbone, domain_loss, get_schedule
 from rxsweep.training.config import TrainConfig
 from rxsweep.training.plan import RunPlan
 
@@ -24,7 +24,7 @@ def build_model(cfg: TrainConfig, plan: RunPlan) -> DANN:
     backbone = create_backbone(cfg.backbone, in_chans=plan.in_channels,
                                checkpoint_path=cfg.pretrained_weights, **plan.backbone_kwargs)
     return DANN(backbone, plan.n_classes, domain_label=cfg.domain_label,
-                n_domains=plan.n_domains if cfg.method == "dann" else None,
+                n_domains=plan.n_domains if cfg.adversarial else None, adversary=cfg.adversary,
                 embedding_dim=cfg.embedding_dim, domain_width=cfg.domain_width,
                 domain_depth=cfg.domain_depth, domain_dropout=cfg.domain_dropout, lambd=0.0)
 
@@ -38,7 +38,7 @@ def build_optimizer(cfg: TrainConfig, model: DANN) -> torch.optim.Optimizer:
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
         if p.requires_grad:
-            groups.setdefault((name.startswith("domain_head."), p.ndim <= 1), []).append(p)
+            groups.setdefault((name.startswith(DISCRIMINATOR_PREFIXES), p.ndim <= 1), []).append(p)
     params = [{"params": ps, "lr": cfg.lr * (cfg.domain_lr_mult if domain else 1.0),
                "weight_decay": 0.0 if no_decay else cfg.weight_decay}
               for (domain, no_decay), ps in sorted(groups.items())]
@@ -64,7 +64,7 @@ def build_scheduler(cfg: TrainConfig, optimizer, total_steps: int):
 
 def lambda_at(cfg: TrainConfig, step: int, total_steps: int) -> float:
     """GRL strength at a step: the schedule at progress p = step / total_steps (0 for ERM)."""
-    if cfg.method == "erm":
+    if not cfg.adversarial:
         return 0.0
     p = min(1.0, step / max(1, total_steps))
     return get_schedule(cfg.lambda_schedule)(p, cfg.lambda_max, **cfg.schedule_kwargs())
@@ -77,6 +77,18 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
+def domain_rows(cfg: TrainConfig, is_treatment: torch.Tensor | None) -> torch.Tensor | None:
+    """Boolean mask of a batch's rows the domain loss sees; None: every row. With
+    ``domain_sites: controls``, the control wells only: they hold the same siRNAs on every plate
+    and experiment, so their domain carries no label information (each plate holds one of four
+    treatment groups, and a domain head that sees treatments can read the group off the plate)."""
+    if cfg.domain_sites == "all":
+        return None
+    if is_treatment is None:
+        raise ValueError("domain_sites: controls needs the batch's is_treatment column")
+    return is_treatment == 0
+
+
 @dataclass
 class StepOutput:
     loss: torch.Tensor  # label + domain, detached
@@ -84,25 +96,36 @@ class StepOutput:
     domain_loss: torch.Tensor  # 0 for ERM
     correct: torch.Tensor  # label predictions right in this batch
     domain_correct: torch.Tensor  # domain predictions right (0 for ERM)
+    domain_seen: torch.Tensor  # sites the domain loss saw (0 for ERM)
 
 
 def train_step(model: nn.Module, optimizer, scheduler, x: torch.Tensor, labels: torch.Tensor,
-               domains: torch.Tensor | None, cfg: TrainConfig, device: torch.device) -> StepOutput:
-    """One optimiser step: label CE + domain CE (through the GRL already set on the model)."""
+               domains: torch.Tensor | None, cfg: TrainConfig, device: torch.device,
+               is_treatment: torch.Tensor | None = None, class_weights: torch.Tensor | None = None) -> StepOutput:
+    """One optimiser step: label CE over every site + domain CE (through the GRL already set on the
+    model) over the sites ``cfg.domain_sites`` names: all, or the control wells only
+    (``is_treatment == 0``; a batch without one adds no domain loss)."""
     with autocast(device):
-        out = model(x)
-        label_loss = F.cross_entropy(out["logits"].float(), labels, label_smoothing=cfg.label_smoothing)
+        out = model(x, labels=labels)
+        label_loss = F.cross_entropy(out["logits"].float(), labels, weight=class_weights,
+                                     label_smoothing=cfg.label_smoothing)
         loss = label_loss
         dom_loss = torch.zeros((), device=device)
         dom_correct = torch.zeros((), device=device)
+        dom_seen = torch.zeros((), device=device)
         if out["domain_logits"] is not None:
-            dom_logits = out["domain_logits"].float()
-            dom_loss = domain_loss(dom_logits, domains, cfg.env_label_smoothing)
-            loss = loss + dom_loss
-            dom_correct = (dom_logits.argmax(1) == domains).sum()
+            dom_logits, targets = out["domain_logits"].float(), domains
+            seen = domain_rows(cfg, is_treatment)
+            if seen is not None:
+                dom_logits, targets = dom_logits[seen], targets[seen]
+            if len(targets):
+                dom_loss = domain_loss(dom_logits, targets, cfg.env_label_smoothing)
+                loss = loss + dom_loss
+                dom_correct = (dom_logits.argmax(1) == targets).sum()
+                dom_seen = torch.tensor(float(len(targets)), device=device)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
     scheduler.step()
     correct = (out["logits"].argmax(1) == labels).sum()
-    return StepOutput(loss.detach(), label_loss.detach(), dom_loss.detach(), correct, dom_correct)
+    return StepOutput(loss.detach(), label_loss.detach(), dom_loss.detach(), correct, dom_correct, dom_seen)

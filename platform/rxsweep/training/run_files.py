@@ -10,7 +10,7 @@
         state.pt                       model, optimiser, scheduler, epoch, step, RNG (weights_only)
         config.yaml                    the run's TrainConfig
         history.jsonl                  the metrics of epochs 1..NNNN
-        embeddings.parquet             final epoch only: held-out embeddings and log-probabilities
+        embeddings.parquet             held-out embeddings and log-probabilities of this epoch's model
       checkpoint_manager_snapshot.json Ray Train's own record of them (what resuming reads)
       placement_groups.jsonl           the placement groups the run reserved (placement_groups.py)
       embeddings.parquet               `rxsweep train`: copy of the final checkpoint's embeddings
@@ -48,7 +48,7 @@ def checkpoint_dir_name(epoch: int) -> str:
 
 
 def final_embeddings(run_dir: str | Path) -> Path | None:
-    """The embeddings of a run's last epoch, if it finished training."""
+    """The embeddings of a run's last checkpointed epoch (every epoch writes them), if any."""
     found = sorted(Path(run_dir).glob(f"checkpoint_epoch*/{EMBEDDINGS_FILE}"))
     return found[-1] if found else None
 

@@ -88,15 +88,15 @@ CONTROLLER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE
 def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | Path, name: str,
                   callbacks: Iterable = (), plan: Optional[RunPlan] = None,
                   datasets: Optional[tuple[dict, dict[str, list[str]]]] = None, max_failures: int = 0,
-                  end_of_run_scores: Optional[Callable] = None):
+                  epoch_scores: Optional[Callable] = None):
     """A TorchTrainer for one run (Ray must be initialised; preflight runs first if no ``plan``).
 
     Checkpoints and metrics.jsonl go to ``storage_path/name`` (a local path for metrics.jsonl);
     the same name and storage_path resume the run. ``callbacks``: extra Ray Train UserCallbacks.
     ``datasets``: what :func:`build_datasets` returns, when several runs share one (a sweep).
     ``max_failures``: worker-group restarts from the last checkpoint after a worker dies.
-    ``end_of_run_scores``: a picklable function of the final embeddings table (pyarrow) returning
-    metrics to add to the last epoch's report (the sweep passes the batch-mixing scores).
+    ``epoch_scores``: a picklable function of an epoch's held-out embeddings table (pyarrow) returning
+    metrics to add to that epoch's report (the sweep passes the batch-mixing scores).
     """
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -122,7 +122,7 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"cfg": cfg.to_dict(), "plan": plan, "eval_datasets": eval_names,
-                           "end_of_run_scores": end_of_run_scores},
+                           "epoch_scores": epoch_scores},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
