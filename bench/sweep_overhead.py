@@ -36,6 +36,7 @@ num_samples: {trials}
 seed: 0
 scheduler: {{type: fifo}}
 resources: {{workers: 1, cpus_per_worker: 1}}
+confirm: {{seeds: 0}}
 fixed: {{epochs: {epochs}, batch_size: 32, max_steps_per_epoch: {steps}, embedding_dim: 64, domain_width: 128,
         n_val_per_cell_type: 2, n_test_per_cell_type: 1, domain_label: experiment, keep_checkpoints: 2}}
 parameters:
@@ -45,7 +46,7 @@ parameters:
 
 def bare_trials(space, data: str, n: int, workdir: Path) -> float:
     """Seconds for `n` trials' work run directly in this process (mean of the n)."""
-    from rxsweep.metrics.embedding_scores import end_of_run_scores
+    from rxsweep.metrics.embedding_scores import epoch_scores
     from rxsweep.data.stream import batch_transform
     from rxsweep.training import checkpointing as ckpt
     from rxsweep.training.recipe import build_model, build_optimizer, build_scheduler, lambda_at, train_step
@@ -74,19 +75,18 @@ def bare_trials(space, data: str, n: int, workdir: Path) -> float:
             for batch in train:
                 model.set_lambda(lambda_at(cfg, step, plan.total_steps))
                 x = transform(batch["image"], batch["experiment_id"], batch["plate_id"], train=True)
-                train_step(model, optimizer, scheduler, x, batch["label"], lut[batch["experiment_id"]], cfg, device)
+                train_step(model, optimizer, scheduler, x, batch["label"], lut[batch["experiment_id"]], cfg, device,
+                           is_treatment=batch["is_treatment"])
                 step += 1
-            final = epoch == cfg.epochs
+            # every epoch, as the training loop: held-out embeddings, their scores, a checkpoint
             evals = {s: evaluate(model, splits[s], transform, len(plan.cell_types), device,
-                                 collect=final and s in EMBEDDING_SPLITS) for s in EVAL_SPLITS}
+                                 collect=s in EMBEDDING_SPLITS) for s in EVAL_SPLITS}
             folder = workdir / f"bare-{trial}-{epoch}"
             folder.mkdir()
             ckpt.save_checkpoint(folder, model=model, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                  step=step, rng=ckpt.rng_state(), config_yaml=cfg.to_yaml(), history=[])
-            if final:
-                parts = {s: [evals[s].embeddings] for s in EMBEDDING_SPLITS}
-                end_of_run_scores(embeddings_table(parts, plan.index.table, model_embedding_dim(model),
-                                                   model_n_classes(model)))
+            parts = {s: [evals[s].embeddings] for s in EMBEDDING_SPLITS}
+            epoch_scores(embeddings_table(parts, plan.index.table, model_embedding_dim(model), model_n_classes(model)))
     return (time.perf_counter() - started) / n
 
 

@@ -43,6 +43,9 @@ DEFAULT_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "default
 #: Trials of the embedded default (no --space, no --data): enough for ERM and both DANN domains to
 #: appear, and it ends in minutes on 2 CPU cores. Otherwise the space's own num_samples.
 EMBEDDED_SAMPLES = 6
+#: Seeds of each method's confirmation runs in the embedded default (the space's own otherwise: 3,
+#: as WILDS asks): 2 keep `make run` under 10 minutes on 2 cores.
+EMBEDDED_CONFIRM_SEEDS = 2
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -50,6 +53,7 @@ def _sweep(args: argparse.Namespace) -> int:
     an RxRx1 folder ingested once, or a shard folder), run the sweep, print the ranking, write the
     report, print the sweep folder (the last line)."""
     from rxsweep.analysis.report import write_report
+    from rxsweep.analysis.verdict import headline_text, read_verdict
     from rxsweep.data.prepare import prepare_data, prepare_synthetic
     from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import check_name, run_sweep
@@ -65,9 +69,15 @@ def _sweep(args: argparse.Namespace) -> int:
         shards = prepare_data(args.data, args.storage)
     sweep_dir = run_sweep(space, shards, storage=args.storage / "sweeps", name=args.name, resume=args.resume,
                           num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
+                          confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
+                          (EMBEDDED_CONFIRM_SEEDS if embedded else None),
                           max_concurrent=args.max_concurrent)
     _print_ranking(sweep_dir, "table")
-    print(f"report: {write_report(sweep_dir)}")
+    report = write_report(sweep_dir)  # computes the verdict first (verdict.json)
+    verdict = read_verdict(sweep_dir)
+    if verdict is not None:
+        print(headline_text(verdict))
+    print(f"report: {report}")
     print(sweep_dir)
     return 0
 
@@ -181,6 +191,9 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")
     sweep.add_argument("--num-samples", type=int, default=None,
                        help=f"trials (default: the space's; {EMBEDDED_SAMPLES} for the embedded default)")
+    sweep.add_argument("--confirm-seeds", type=int, default=None,
+                       help="seeds of each method's confirmation runs, for the verdict (default: the "
+                            f"space's confirm.seeds; {EMBEDDED_CONFIRM_SEEDS} for the embedded default; 0: none)")
     sweep.add_argument("--max-concurrent", type=int, default=None,
                        help="trials at once (default: what the cluster holds)")
     sweep.add_argument("--preset", default="tiny", choices=["tiny", "small", "full"],

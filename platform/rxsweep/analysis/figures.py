@@ -35,14 +35,22 @@ MIN_IMPORTANCE_TRIALS = 11
 #: held-out splits are subsampled (seeded), and the panel title says so.
 MAX_EMBEDDING_POINTS = 3000
 SEED = 0
-METHOD_COLORS = {"ERM": "#636efa", "DANN-plate": "#ef553b", "DANN-experiment": "#00cc96"}
+METHOD_COLORS = {"ERM": "#636efa", "DANN-plate": "#ef553b", "DANN-experiment": "#00cc96",
+                 "CDANN-plate": "#ab63fa", "CDANN-experiment": "#ffa15a", "ERM + sphering": "#19d3f3",
+                 "ERM + Harmony": "#ff6692", "features + LR": "#7f7f7f"}
+#: Labels of the ranking's reference rows (reference_rows.py), by their method.
+REFERENCE_LABELS = {"erm+sphering": "ERM + sphering", "erm+harmony": "ERM + Harmony", "features": "features + LR"}
+#: The trial methods whose best trial the embedding figure shows, in panel order.
+TRIAL_METHODS = ("dann", "cdann", "erm")
 
 
-def method_label(domain_label) -> str:
-    """'ERM' (no domain head) or 'DANN-<domain>' from a trial's domain_label."""
-    if domain_label is None or domain_label == "none" or domain_label != domain_label:  # NaN: not recorded
+def method_label(method, domain_label=None) -> str:
+    """'ERM', '<DANN|CDANN>-<domain>', or a reference row's label, from a row's method and domain_label."""
+    if method in REFERENCE_LABELS:
+        return REFERENCE_LABELS[method]
+    if method in (None, "erm") or method != method or domain_label in (None, "none") or domain_label != domain_label:
         return "ERM"
-    return f"DANN-{domain_label}"
+    return f"{str(method).upper()}-{domain_label}"
 
 
 def build_figures(sweep: Sweep, table: pd.DataFrame) -> dict[str, go.Figure]:
@@ -105,7 +113,9 @@ def _fmt(value) -> str:
 
 
 def _labels(table: pd.DataFrame) -> pd.Series:
-    return table["domain_label"].map(method_label) if len(table) else pd.Series([], dtype=object)
+    if not len(table):
+        return pd.Series([], dtype=object)
+    return pd.Series([method_label(m, d) for m, d in zip(table["method"], table["domain_label"])], index=table.index)
 
 
 def _color(label: str, i: int) -> str:
@@ -204,7 +214,7 @@ def curves_figure(sweep: Sweep) -> go.Figure:
     fig = make_subplots(rows=1, cols=2, subplot_titles=[f"{p} by epoch" for p in panels])
     palette = qualitative.Plotly + qualitative.Dark24
     for i, trial in enumerate(trials):
-        name = f"{trial.trial_id} ({method_label(trial.config.get('domain_label'))})"
+        name = f"{trial.trial_id} ({method_label(trial.method, trial.config.get('domain_label'))})"
         style = {"color": palette[i % len(palette)], "dash": "solid" if trial.status == "completed" else "dash"}
         epochs = [row.get("epoch") for row in trial.history]
         for col, key in enumerate(panels, start=1):
@@ -266,15 +276,15 @@ def importance_figure(study, objectives: list[str], reason: str | None = None) -
 
 
 def best_trials(sweep: Sweep, table: pd.DataFrame) -> dict[str, tuple]:
-    """{'dann': (trial, row), 'erm': (trial, row)}: the first trial of each method in the table's
-    order (lowest rank, then highest heldout_val_acc) whose final embeddings exist."""
+    """{method: (trial, row)} for TRIAL_METHODS: the first trial of each method in the table's
+    order (lowest rank, then highest heldout_val_acc) whose embeddings exist."""
     by_id = {t.trial_id: t for t in sweep.trials}
     best: dict[str, tuple] = {}
     for _, row in table.iterrows():
         trial = by_id.get(row["trial_id"])
         if trial is not None and trial.embeddings is not None and trial.method not in best:
             best[trial.method] = (trial, row)
-    return {m: best[m] for m in ("dann", "erm") if m in best}
+    return {m: best[m] for m in TRIAL_METHODS if m in best}
 
 
 def tsne_2d(vectors: np.ndarray) -> np.ndarray:
@@ -310,7 +320,7 @@ def embeddings_figure(sweep: Sweep, table: pd.DataFrame, split: str = "heldout_v
             frame = frame.iloc[keep].reset_index(drop=True)
         coords = tsne_2d(stack(frame["embedding"])) if len(frame) else np.zeros((0, 2))
         sample = f", {len(frame)} of {total} sites" if len(frame) < total else f", {total} sites"
-        head = (f"{trial.trial_id} {method_label(trial.config.get('domain_label'))}, "
+        head = (f"{trial.trial_id} {method_label(trial.method, trial.config.get('domain_label'))}, "
                 f"mixing {_fmt(row.get('mixing'))}{sample}")
         panels.append((head, frame, coords))
     titles = [html.escape(f"{head}: by {by}") for head, _, _ in panels for by in ("experiment", "cell type")]
@@ -341,7 +351,7 @@ def embeddings_figure(sweep: Sweep, table: pd.DataFrame, split: str = "heldout_v
                 shown.add((key, group))
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
-    missing = [m.upper() for m in ("dann", "erm") if m not in best]
+    missing = [m.upper() for m in ("dann", "erm") if m not in best and not (m == "dann" and "cdann" in best)]
     if missing:
         title += f" (no finished {missing[0]} trial to compare)"
     fig.update_layout(title=title, height=430 * len(panels) + 80,

@@ -1,13 +1,17 @@
 """Rank a sweep's trials by held-out validation accuracy and batch mixing (`rxsweep rank`).
 
 One row a trial: id, status, method, the searched hyperparameters, held-out validation accuracy
-(top-1, top-5, plate-constrained, replicate retrieval mAP), every batch-mixing score and their
-mean `mixing`, Pareto-front membership on (heldout_val_acc, mixing), and the aggregate rank:
+on treatment wells (top-1, top-5, plate-constrained; the RxRx1 competition's accuracy), replicate
+retrieval mAP, every well-level batch-mixing score and their mean `mixing`, Pareto-front
+membership on (heldout_val_acc, mixing), and the aggregate rank (rxsweep.metrics.ranks). Below
+the trials' rows come the reference rows (reference_rows.py): each completed ERM trial followed by
+sphering or Harmony, and the hand-made-features baseline, listed after the trials and never
+ranked among them (they are yardsticks, not candidates):
 
     rank = mean(rank of heldout_val_acc, rank of mixing)      ranks 1 = best, ties averaged
 
-over the trials that have both (trials stopped early or failed have no mixing and are listed
-below the ranked ones). Ranks, not min-max scaled values: a new trial with an extreme score does
+over the rows that have both (every epoch reports its mixing, so trials stopped early are ranked
+on their last epoch; failed trials are listed below the ranked ones). Ranks, not min-max scaled values: a new trial with an extreme score does
 not rescale everyone else's. Held-out *test* accuracy is shown, never used to rank.
 """
 
@@ -20,8 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rxsweep.analysis.reference_rows import REFERENCE_STATUSES, features_row, posthoc_rows
 from rxsweep.analysis.sweep_folder import Sweep, Trial, load_sweep
 from rxsweep.metrics.embedding_scores import MIXING_KEYS, plate_design, read_embeddings, retention_scores
+from rxsweep.metrics.ranks import aggregate_rank, pareto_front
 from rxsweep.training.run_files import SPLITS_FILE, read_splits
 
 #: The two objectives of the ranking and of the Pareto front, both better when higher.
@@ -36,8 +42,11 @@ def rank_sweep(sweep: Sweep | str | Path, retention: bool = True) -> pd.DataFram
     if not isinstance(sweep, Sweep):
         sweep = load_sweep(sweep)
     rows = [_row(sweep, trial, retention) for trial in sweep.trials]
+    if retention:  # the reference rows score embeddings too (reference_rows.py)
+        rows += posthoc_rows(sweep, rows)
+        rows += [row for row in [features_row(sweep)] if row is not None]
     columns = ["trial_id", "status", "method", "domain_label", *[p for p in sweep.params if p != "domain_label"],
-               "epochs", "heldout_val_acc", *RETENTION, *MIXING_KEYS, "heldout_test_acc"]
+               "epochs", "heldout_val_acc", "heldout_val_acc_all", *RETENTION, *MIXING_KEYS, "heldout_test_acc"]
     if any(row.get("error") for row in rows):  # a trial's error is shown on its row
         columns.append("error")
     table = pd.DataFrame(rows).reindex(columns=columns) if rows else pd.DataFrame(columns=columns)
@@ -45,27 +54,21 @@ def rank_sweep(sweep: Sweep | str | Path, retention: bool = True) -> pd.DataFram
 
 
 def add_ranks(table: pd.DataFrame) -> pd.DataFrame:
-    """Add `pareto` and `rank`, sort best first (ranked trials, then the others by accuracy)."""
+    """Add `pareto` and `rank` (rxsweep.metrics.ranks), sort best first (ranked trials, then the
+    others by accuracy)."""
     table = table.copy()
     values = table[list(RANK_ON)].apply(pd.to_numeric, errors="coerce")
+    reference = table["status"].isin(REFERENCE_STATUSES) if "status" in table else False
+    values[reference] = math.nan  # reference rows are shown beside the trials, never ranked among them
     ranked = values.notna().all(axis=1)
-    ranks = values[ranked].rank(ascending=False, method="average")
-    table["rank"] = ranks.mean(axis=1).reindex(table.index)
+    table["rank"] = aggregate_rank(values)
     table["pareto"] = False
     table.loc[ranked, "pareto"] = pareto_front(values[ranked].to_numpy())
     table["_acc"] = values["heldout_val_acc"]
-    table = table.sort_values(["rank", "_acc"], ascending=[True, False], na_position="last", kind="stable")
-    return table.drop(columns="_acc").reset_index(drop=True)
-
-
-def pareto_front(points: np.ndarray) -> np.ndarray:
-    """Boolean mask of the rows no other row dominates (all objectives maximised)."""
-    points = np.asarray(points, dtype=float)
-    mask = np.ones(len(points), dtype=bool)
-    for i, p in enumerate(points):
-        dominated = np.all(points >= p, axis=1) & np.any(points > p, axis=1)
-        mask[i] = not dominated.any()
-    return mask
+    table["_reference"] = reference
+    table = table.sort_values(["_reference", "rank", "_acc"], ascending=[True, True, False], na_position="last",
+                              kind="stable")
+    return table.drop(columns=["_acc", "_reference"]).reset_index(drop=True)
 
 
 def _row(sweep: Sweep, trial: Trial, retention: bool) -> dict:
@@ -73,14 +76,14 @@ def _row(sweep: Sweep, trial: Trial, retention: bool) -> dict:
     row = {"trial_id": trial.trial_id, "status": trial.status, "method": trial.method,
            "domain_label": trial.config.get("domain_label"), "epochs": last.get("epoch", 0)}
     row.update({p: trial.params.get(p) for p in sweep.params if p != "domain_label"})
-    for key in ("heldout_val_acc", "heldout_val_top5", "heldout_test_acc", *MIXING_KEYS):
+    for key in ("heldout_val_acc", "heldout_val_acc_all", "heldout_val_top5", "heldout_test_acc", *MIXING_KEYS):
         value = last.get(key)
         row[key] = math.nan if value is None else value
     if trial.error:
         row["error"] = trial.error
     if retention and trial.embeddings is not None:
         try:
-            row.update({k: v for k, v in _retention(trial).items() if k in RETENTION})
+            row.update({k: v for k, v in _retention(trial).items() if k in (*RETENTION, "heldout_val_acc_all")})
         except (OSError, ValueError, KeyError) as exc:
             row["error"] = f"bio retention not computed: {exc}"
     return row

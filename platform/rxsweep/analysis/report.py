@@ -1,8 +1,8 @@
 """A sweep's report: ONE self-contained HTML file (`rxsweep report`, and the end of `jobs/sweep.py`).
 
     title            the sweep's name
-    headline         did the model stop seeing the batch? best DANN vs best ERM trial: held-out
-                     validation accuracy and batch mixing, and their differences
+    headline         did the model stop seeing the batch? the verdict (verdict.py): each method's
+                     confirmation runs against ERM on held-out test experiments, with intervals
     status           trials completed / stopped / error / running (and lost ones, never ranked)
     ranking          rank_sweep's table (Pareto rows marked)
     figures          figures.build_figures, each under a heading, in a div `fig-<name>`
@@ -19,18 +19,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from rxsweep.analysis.figures import build_figures, method_label
-from rxsweep.analysis.ranking import RANK_ON, format_cell, rank_sweep
+from rxsweep.analysis.figures import build_figures
+from rxsweep.analysis.ranking import format_cell, rank_sweep
 from rxsweep.analysis.sweep_folder import Sweep, load_sweep
-from rxsweep.tuning.sweep_files import STATUSES
+from rxsweep.analysis.verdict import headline_text, read_verdict, write_verdict
+from rxsweep.tuning.sweep_files import STATUSES, VERDICT_FILE
 from rxsweep import fileio
 
 __all__ = ["build_figures", "write_report", "headline", "REPORT_FILE"]
 
 REPORT_FILE = "report.html"
-#: Differences below this are not called a difference in the headline: on held-out sets of a few
-#: hundred sites, one site more or less moves accuracy by about 0.003.
-TIE = 0.01
 #: What each figure answers, shown under its heading.
 CAPTIONS = {
     "pareto": ("Accuracy on held-out experiments against their batch mixing", "Which trials trade "
@@ -49,6 +47,7 @@ h1 { margin-bottom: 0.2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #d
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.6em 0; }
 th, td { border: 1px solid #ddd; padding: 0.25em 0.5em; text-align: right; white-space: nowrap; }
 th { background: #f0f0f0; } tr.pareto td { background: #eef8ee; font-weight: 600; }
+td.better { background: #e6f4e6; } td.worse { background: #fbe9e7; }
 .ranking { overflow-x: auto; } .note, .caption { color: #555; font-size: 0.9em; }
 """
 
@@ -61,13 +60,25 @@ def write_report(sweep_dir, out=None) -> Path:
     out = Path(out) if out is not None else sweep.path / REPORT_FILE
     out = out.expanduser().resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    page = render(sweep, table, figures)
+    page = render(sweep, table, figures, verdict_of(sweep))
     with fileio.atomic_path(out) as tmp:  # a reader never sees half a report
         tmp.write_text(page, encoding="utf-8")
     return out
 
 
-def render(sweep: Sweep, table: pd.DataFrame, figures: dict) -> str:
+def verdict_of(sweep: Sweep) -> dict | None:
+    """verdict.json, computed and written first when the confirmation runs ended after it (or it is
+    missing); None when the sweep has no confirmation runs."""
+    if not sweep.confirm_record:
+        return None
+    written = sweep.path / VERDICT_FILE
+    newest = max((t.path.stat().st_mtime for t in sweep.confirm), default=0.0)
+    if written.exists() and written.stat().st_mtime >= newest:
+        return read_verdict(sweep.path)
+    return write_verdict(sweep.path)
+
+
+def render(sweep: Sweep, table: pd.DataFrame, figures: dict, verdict: dict | None = None) -> str:
     """The whole page as a string (plotly.js inlined once)."""
     from plotly.offline import get_plotlyjs
 
@@ -80,7 +91,7 @@ def render(sweep: Sweep, table: pd.DataFrame, figures: dict) -> str:
         f"<h1>Sweep <code>{name}</code></h1>",
         f'<p class="note">{html.escape(str(sweep.path))} &middot; {len(sweep.trials)} trials &middot; '
         f"sweep {state}</p>",
-        f'<div class="headline" id="headline">{headline(table)}</div>',
+        f'<div class="headline" id="headline">{headline(table, verdict)}</div>',
         "<h2>Trials</h2>", status_html(sweep),
         "<h2>Ranking</h2>", table_html(table),
     ]
@@ -94,10 +105,56 @@ def render(sweep: Sweep, table: pd.DataFrame, figures: dict) -> str:
 
 
 def _best(table: pd.DataFrame, method: str):
-    """The table's first (best) row of a method with a held-out accuracy, or None."""
+    """The table's first (best) trial row of a method with a held-out accuracy, or None."""
     acc = pd.to_numeric(table["heldout_val_acc"], errors="coerce") if len(table) else pd.Series([], dtype=float)
     rows = table[(table["method"] == method) & acc.notna()] if len(table) else table
     return None if rows.empty else rows.iloc[0]
+
+
+def headline(table: pd.DataFrame, verdict: dict | None = None) -> str:
+    """HTML: 'did the model stop seeing the batch?' answered by the verdict (rxsweep.analysis.verdict:
+    each method's confirmation runs on held-out test experiments, with intervals), or, before
+    there is one, the search's best trials of each method with no judgement."""
+    question = "<b>Did the model stop seeing the batch?</b>"
+    if verdict and verdict.get("arms"):
+        return f"<p>{question}</p>{verdict_html(verdict)}"
+    best = [(m, _best(table, m)) for m in ("erm", "dann", "cdann")]
+    have = "; ".join(f"best {m.upper()} trial {html.escape(str(r['trial_id']))}: heldout_val_acc "
+                     f"{_f(r['heldout_val_acc'])}, mixing {_f(r['mixing'])}" for m, r in best if r is not None)
+    why = html.escape((verdict or {}).get("note", "the confirmation runs have not finished (or confirm.seeds is 0)"))
+    return (f"<p>{question} No verdict yet: {why}. A search selects, it does not judge; the verdict compares "
+            f"each method's confirmation runs on held-out test experiments.</p><p class='note'>{have}</p>")
+
+
+def verdict_html(verdict: dict) -> str:
+    """The verdict as a table (one row an arm: mean [interval] of each metric, the word against
+    ERM) under its one-paragraph answer."""
+    lines = [html.escape(line) for line in headline_text(verdict).splitlines()]
+    metrics = verdict["metrics"]
+    head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
+    body = []
+    for arm in verdict["arms"]:
+        cells = []
+        for m in metrics:
+            value = arm["metrics"][m]
+            word = value.get("vs_erm")
+            css = {"better": "better", "worse": "worse"}.get(word, "")
+            cells.append(f"<td class='{css}'>{html.escape(_interval(value))}"
+                         f"{'<br><small>' + html.escape(word) + '</small>' if word else ''}</td>")
+        seeds = f"{len(arm['seeds'])} seed(s)" if arm["method"] != "features" else "deterministic"
+        body.append(f"<tr data-arm='{html.escape(arm['method'])}'><td style='text-align:left'>"
+                    f"{html.escape(arm['name'])}</td><td>{seeds}</td>{''.join(cells)}</tr>")
+    return (f"<p>{lines[0]}</p><ul>{''.join(f'<li>{line}</li>' for line in lines[1:])}</ul>"
+            f"<table id='verdict'><tr><th>method</th><th>runs</th>{head}</tr>{''.join(body)}</table>"
+            "<p class='note'>Mean over seeds on the held-out test experiments [95% bootstrap interval, wells "
+            "resampled within experiments]; the word compares with ERM on the same resamples.</p>")
+
+
+def _interval(value: dict) -> str:
+    mean, lo, hi = (_num(value.get(k)) for k in ("mean", "lo", "hi"))
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.3f}" if math.isnan(lo) else f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
 def _num(value) -> float:
@@ -108,42 +165,9 @@ def _num(value) -> float:
     return value
 
 
-def _f(value, signed: bool = False) -> str:
+def _f(value) -> str:
     value = _num(value)
-    return "n/a" if math.isnan(value) else (f"{value:+.3f}" if signed else f"{value:.3f}")
-
-
-def headline(table: pd.DataFrame) -> str:
-    """HTML: 'did the model stop seeing the batch?' answered from the best DANN and ERM trials."""
-    dann, erm = _best(table, "dann"), _best(table, "erm")
-    acc, mix = RANK_ON
-    if dann is None or erm is None:
-        have = "; ".join(f"best {m.upper()} {html.escape(str(r['trial_id']))}: {acc} {_f(r[acc])}, {mix} "
-                         f"{_f(r[mix])}" for m, r in (("dann", dann), ("erm", erm)) if r is not None)
-        missing = " and ".join(m for m, r in (("DANN", dann), ("ERM", erm)) if r is None)
-        return (f"<b>Did the model stop seeing the batch? Not answerable yet:</b> no {missing} trial has "
-                f"a held-out accuracy to compare. {have}")
-    d_acc, d_mix = _num(dann[acc]) - _num(erm[acc]), _num(dann[mix]) - _num(erm[mix])
-    if math.isnan(d_mix):
-        verdict = "Not answerable yet: the best trials are not both scored on mixing (stopped early?)."
-    elif d_mix > TIE and d_acc >= -TIE:
-        verdict = "Yes, more than ERM: DANN mixes the held-out experiments better, at no cost in accuracy."
-    elif d_mix > TIE:
-        verdict = (f"Partly: DANN mixes the held-out experiments better, at a cost of {abs(d_acc):.3f} "
-                   "held-out accuracy.")
-    elif d_mix >= -TIE:
-        verdict = f"Not measurably: DANN's held-out experiments mix about as well as ERM's (within {TIE})."
-    else:
-        verdict = "No: DANN's held-out experiments are less mixed than ERM's."
-    rows = [(f"best DANN ({html.escape(method_label(dann['domain_label']))})", dann),
-            ("best ERM", erm)]
-    cells = "".join(f"<tr><td style='text-align:left'>{label}</td><td>{html.escape(str(r['trial_id']))}</td>"
-                    f"<td>{_f(r[acc])}</td><td>{_f(r[mix])}</td></tr>" for label, r in rows)
-    cells += (f"<tr><td style='text-align:left'>DANN &minus; ERM</td><td></td><td>{_f(d_acc, True)}</td>"
-              f"<td>{_f(d_mix, True)}</td></tr>")
-    return (f"<p><b>Did the model stop seeing the batch?</b> {verdict}</p>"
-            f"<table><tr><th></th><th>trial</th><th>{acc}</th><th>{mix} (1 = well mixed)</th></tr>{cells}"
-            "</table>")
+    return "n/a" if math.isnan(value) else f"{value:.3f}"
 
 
 def status_html(sweep: Sweep) -> str:

@@ -25,7 +25,7 @@ class Trial:
     config: dict  # the full TrainConfig as a dict
     history: list[dict]  # metrics.jsonl: one dict an epoch
     error: str | None = None
-    embeddings: Path | None = None  # final held-out embeddings, when training finished
+    embeddings: Path | None = None  # held-out embeddings of the last checkpointed epoch
 
     @property
     def last(self) -> dict:
@@ -34,15 +34,28 @@ class Trial:
 
     @property
     def method(self) -> str:
-        return "erm" if self.config.get("domain_label") == "none" else "dann"
+        """erm | dann | cdann (TrainConfig.method; a config from before `adversary` existed is dann)."""
+        return "erm" if self.config.get("domain_label") == "none" else self.config.get("adversary", "dann")
 
 
 @dataclass
 class Sweep:
     path: Path
     meta: dict  # sweep.json
-    trials: list[Trial]
+    trials: list[Trial]  # the search's
     lost: list[Trial] = field(default_factory=list)
+    confirm: list[Trial] = field(default_factory=list)  # the confirmation runs (confirm/trials)
+
+    @property
+    def confirm_record(self) -> dict:
+        """confirm/confirm.json: {method: {source_trial, params, seeds, trial_ids}} ({} if none)."""
+        return fileio.read_json(self.path / sweep_files.CONFIRM_DIR / sweep_files.CONFIRM_FILE) or {}
+
+    @property
+    def features_baseline(self) -> Path | None:
+        """The hand-made-features baseline's held-out table, if the sweep computed it."""
+        path = self.path / sweep_files.BASELINE_EMBEDDINGS
+        return path if path.exists() else None
 
     @property
     def name(self) -> str:
@@ -78,12 +91,15 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
         raise ValueError(f"{path / sweep_files.SWEEP_FILE}: format {meta.get('format')!r}, this rxsweep reads "
                          f"{sweep_files.FORMAT!r}")
     trials, lost = [], []
-    for folder in sorted((path / sweep_files.TRIALS_DIR).glob("*")):
-        if not folder.is_dir() or not (folder / sweep_files.PARAMS_FILE).exists():
-            continue
-        trial = _read_trial(folder)
+    for trial in load_trials(path):
         (lost if trial.status == "lost" else trials).append(trial)
-    return Sweep(path, meta, trials, lost)
+    return Sweep(path, meta, trials, lost, load_trials(path / sweep_files.CONFIRM_DIR))
+
+
+def load_trials(folder: Path) -> list[Trial]:
+    """The trial folders under FOLDER/trials (a sweep's search, or its confirm/ stage)."""
+    return [_read_trial(trial) for trial in sorted((folder / sweep_files.TRIALS_DIR).glob("*"))
+            if trial.is_dir() and (trial / sweep_files.PARAMS_FILE).exists()]
 
 
 def _read_trial(folder: Path) -> Trial:

@@ -29,6 +29,7 @@ SCHEDULERS = ("asha", "fifo")
 RESOURCE_FIELDS = {"workers": "num_workers", "cpus_per_worker": "cpus_per_worker",
                    "gpus_per_worker": "gpus_per_worker"}
 DEFAULT_DRIVER_CPUS = 0.1  # the trial driver only waits on its TorchTrainer
+DEFAULT_CONFIRM_SEEDS = 3  # WILDS asks for 3 seeds a method
 
 
 class SpaceError(ValueError):
@@ -81,6 +82,7 @@ class SearchSpace:
     fixed: dict  # TrainConfig fields set for every trial (resources included)
     params: tuple[Param, ...]  # in sampling order: every parameter after those it depends on
     start_with: tuple[dict, ...] = ()  # values of the first trials (Optuna enqueues them)
+    confirm_seeds: int = DEFAULT_CONFIRM_SEEDS  # seeds of each method's confirmation runs (0: none)
     text: str = field(repr=False, default="")  # the file as read
 
     @property

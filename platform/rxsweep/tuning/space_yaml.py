@@ -10,6 +10,9 @@
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}     or {type: fifo}
     resources: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0, driver_cpus: 0.1}
     failures: {worker_restarts: 1, trial_retries: 1}
+    confirm: {seeds: 3}                 after the search, the best configuration of each method
+                                        (ERM, DANN, CDANN) on held-out validation is run again
+                                        with this many seeds, to the end, for the verdict; 0: none
     fixed: {epochs: 4, batch_size: 32}  any TrainConfig field, for every trial
     start_with:                         optional: the first trials' values (the rest are drawn),
       - {domain_label: none}            e.g. an ERM baseline the sampler cannot skip
@@ -37,11 +40,11 @@ from typing import Any, Iterable
 from rxsweep import yamlio
 from rxsweep.training.config import ConfigError, TrainConfig, field_specs
 from rxsweep.tuning.objectives import Objective, parse_objectives
-from rxsweep.tuning.space import (DEFAULT_DRIVER_CPUS, DISTRIBUTIONS, RESOURCE_FIELDS, SCHEDULERS, Failures,
+from rxsweep.tuning.space import (DEFAULT_CONFIRM_SEEDS, DEFAULT_DRIVER_CPUS, DISTRIBUTIONS, RESOURCE_FIELDS, SCHEDULERS, Failures,
                                   Param, Scheduler, SearchSpace, SpaceError, declared_conditions)
 
 TOP_LEVEL_KEYS = ("name", "description", "objectives", "num_samples", "seed", "scheduler", "resources",
-                  "failures", "fixed", "start_with", "parameters")
+                  "failures", "confirm", "fixed", "start_with", "parameters")
 
 
 def did_you_mean(word: Any, known: Iterable) -> str:
@@ -81,6 +84,9 @@ def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
     scheduler = _scheduler(where, raw.get("scheduler", {}), objectives)
     resources, driver_cpus = _resources(where, raw.get("resources", {}))
     failures = _failures(where, raw.get("failures", {}))
+    confirm = where.mapping("confirm", raw.get("confirm", {}))
+    where.unknown_keys("confirm", confirm, ("seeds",))
+    confirm_seeds = where.integer("confirm.seeds", confirm.get("seeds", DEFAULT_CONFIRM_SEEDS), minimum=0)
     fixed = where.mapping("fixed", raw.get("fixed", {}))
     for key in fixed:
         if key in resources:
@@ -102,7 +108,7 @@ def parse_space(raw: Any, path: Path, text: str = "") -> SearchSpace:
     return SearchSpace(path=path, name=name, description=str(raw.get("description", "")),
                        objectives=objectives, num_samples=num_samples, seed=seed, scheduler=scheduler,
                        driver_cpus=driver_cpus, failures=failures, fixed=fixed, params=tuple(params),
-                       start_with=start_with, text=text)
+                       start_with=start_with, confirm_seeds=confirm_seeds, text=text)
 
 
 def _start_with(where: "_Where", raw: Any, params: list[Param], num_samples: int) -> tuple[dict, ...]:

@@ -37,13 +37,18 @@ class SharedInputs:
     datasets: tuple  # what rxsweep.training.trainer.build_datasets returns
 
 
-def check_sweep(space_file: str | Path, data: str | Path, num_samples: int | None = None) -> tuple[SearchSpace, RunPlan]:
+def check_sweep(space_file: str | Path, data: str | Path, num_samples: int | None = None,
+                confirm_seeds: int | None = None) -> tuple[SearchSpace, RunPlan]:
     """Load the space and check it against the data; no Ray. Raises SpaceError / ConfigError."""
     space = load_space(space_file)
     if num_samples is not None:
         if num_samples < 1:
             raise SpaceError(f"--num-samples must be >= 1, got {num_samples}")
         space = dataclasses.replace(space, num_samples=num_samples)
+    if confirm_seeds is not None:
+        if confirm_seeds < 0:
+            raise SpaceError(f"--confirm-seeds must be >= 0, got {confirm_seeds}")
+        space = dataclasses.replace(space, confirm_seeds=confirm_seeds)
     index = open_index(data)
     base = space.base_config()
     try:
@@ -72,12 +77,14 @@ def _check_mixing_possible(space: SearchSpace, plan: RunPlan) -> None:
 
 def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "results", name: str | None = None,
               resume: bool = False, num_samples: int | None = None, max_concurrent: int | None = None,
-              echo: bool = True) -> Path:
-    """Run (or resume) a sweep and return its folder, STORAGE/NAME (NAME: the space's name)."""
-    space, plan = check_sweep(space_file, data, num_samples)
+              echo: bool = True, confirm_seeds: int | None = None) -> Path:
+    """Run (or resume) a sweep and return its folder, STORAGE/NAME (NAME: the space's name): the
+    search, then each method's confirmation runs (rxsweep.tuning.confirm)."""
+    space, plan = check_sweep(space_file, data, num_samples, confirm_seeds)
     data = str(Path(data).expanduser().resolve())
     sweep_dir = Path(storage).expanduser().resolve() / check_name(name or space.name)
-    identity = {"space_sha256": space.sha256, "data": data, "num_samples": space.num_samples}
+    identity = {"space_sha256": space.sha256, "data": data, "num_samples": space.num_samples,
+                "confirm_seeds": space.confirm_seeds}
     _claim(sweep_dir, identity, resume)
     previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE) or {}
     if resume and previous.get("finished"):
@@ -86,12 +93,9 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     _write_sweep_file(sweep_dir, space, identity, finished=False)
 
     import ray
-    from ray import tune
 
     from rxsweep.training.trainer import build_datasets
     from rxsweep.tuning.searcher import make_searcher
-    from rxsweep.tuning.guard import PlacementGroupGuard
-    from rxsweep.tuning.status import TrialStatusWriter
     from rxsweep.tuning.trial import run_trial
 
     _init_ray(space)
@@ -100,39 +104,96 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     _say(echo, f"sweep {space.name}: {space.num_samples} trials, up to {concurrency} at a time, "
                f"each {space.trial_resources()} -> {sweep_dir}")
     shared = SharedInputs(plan.index, build_datasets(space.base_config(), plan))
-    trainable = tune.with_resources(
-        tune.with_parameters(run_trial, space=space, shards_dir=data, sweep_dir=str(sweep_dir), shared=shared),
-        {"cpu": space.driver_cpus})
+    _features_baseline(sweep_dir, data, plan, space.base_config().seed, echo)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
-    # The mixing objectives exist only in a trial's last result (see trial.py); Tune would
-    # otherwise reject every earlier result for lacking them.
+    # A result whose mixing could not be scored (a note instead) lacks the key; Tune would
+    # otherwise reject it.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    tune_path = sweep_dir / sweep_files.TUNE_DIR
-    if resume and tune.Tuner.can_restore(str(tune_path)):
-        tuner = tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
-                                   resume_errored=False)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=make_searcher(space, sweep_dir / sweep_files.OPTUNA_DB), scheduler=_scheduler(space),
-                # No reuse_actors: it cut the gap between two trials from 3.3 s to 0.1 s here, but
-                # with ASHA stopping trials a reused driver's ray.tune.get_context() named the
-                # previous trial (the next one trained in its run folder), and on a retest the sweep
-                # stalled after 3 of 6 trials. With FIFO it ran 4 of 4 correctly; not worth the risk.
-                num_samples=space.num_samples, max_concurrent_trials=concurrency, reuse_actors=False,
-                trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
-            run_config=tune.RunConfig(
-                name=sweep_files.TUNE_DIR, storage_path=str(sweep_dir),
-                failure_config=tune.FailureConfig(max_failures=space.failures.trial_retries),
-                callbacks=[TrialStatusWriter(str(sweep_dir), space.base_config().epochs),
-                           PlacementGroupGuard(str(sweep_dir))], verbose=1 if echo else 0),
-        )
+    tuner = _tuner(sweep_dir, space, data, shared, concurrency, resume, echo, run_trial,
+                   search_alg=make_searcher(space, sweep_dir / sweep_files.OPTUNA_DB), scheduler=_scheduler(space),
+                   num_samples=space.num_samples)
     results = tuner.fit()
     known = {r.metrics.get("trial_id") for r in results} | {_trial_id_of(r) for r in results}
     mark_lost_trials(sweep_dir, known)
+    if space.confirm_seeds:
+        _confirm(sweep_dir, space, data, shared, concurrency, resume, echo)
     _write_sweep_file(sweep_dir, space, identity, finished=True)
     return sweep_dir
+
+
+def _tuner(folder: Path, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int, resume: bool,
+           echo: bool, trainable_fn, search_alg=None, scheduler=None, num_samples: int = 1, param_space=None):
+    """A Tuner whose trials run ``trainable_fn`` into FOLDER/trials, or the one in FOLDER/tune
+    restored (``resume``). One place for the settings every stage of a sweep shares."""
+    from ray import tune
+
+    from rxsweep.tuning.guard import PlacementGroupGuard
+    from rxsweep.tuning.status import TrialStatusWriter
+
+    trainable = tune.with_resources(
+        tune.with_parameters(trainable_fn, space=space, shards_dir=data, sweep_dir=str(folder), shared=shared),
+        {"cpu": space.driver_cpus})
+    tune_path = folder / sweep_files.TUNE_DIR
+    if resume and tune.Tuner.can_restore(str(tune_path)):
+        return tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
+                                  resume_errored=False, param_space=param_space)
+    return tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(
+            search_alg=search_alg, scheduler=scheduler,
+            # No reuse_actors: it cut the gap between two trials from 3.3 s to 0.1 s here, but
+            # with ASHA stopping trials a reused driver's ray.tune.get_context() named the
+            # previous trial (the next one trained in its run folder), and on a retest the sweep
+            # stalled after 3 of 6 trials. With FIFO it ran 4 of 4 correctly; not worth the risk.
+            num_samples=num_samples, max_concurrent_trials=concurrency, reuse_actors=False,
+            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
+        run_config=tune.RunConfig(
+            name=sweep_files.TUNE_DIR, storage_path=str(folder),
+            failure_config=tune.FailureConfig(max_failures=space.failures.trial_retries),
+            callbacks=[TrialStatusWriter(str(folder), space.base_config().epochs),
+                       PlacementGroupGuard(str(folder))], verbose=1 if echo else 0),
+    )
+
+
+def _confirm(sweep_dir: Path, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int,
+             resume: bool, echo: bool) -> None:
+    """Each method's best configuration again with space.confirm_seeds seeds (rxsweep.tuning.confirm)."""
+    from ray import tune
+
+    from rxsweep.tuning.confirm import (RUN_KEY, choose_configs, confirm_dir, confirm_runs, read_confirm_file,
+                                        write_confirm_file)
+    from rxsweep.tuning.trial import run_confirm_trial
+
+    previous = (read_confirm_file(sweep_dir) or {}) if resume else {}
+    chosen = {m: {k: v for k, v in c.items() if k not in ("seeds", "trial_ids")} for m, c in previous.items()} \
+        or choose_configs(sweep_dir, space)
+    if not chosen:
+        _say(echo, "confirm: no completed or stopped trial to confirm")
+        return
+    write_confirm_file(sweep_dir, chosen, space.confirm_seeds)  # the choice survives a killed driver
+    runs = confirm_runs(chosen, space.confirm_seeds)
+    picks = ", ".join(f"{method} (trial {choice['source_trial']})" for method, choice in chosen.items())
+    _say(echo, f"confirm: {picks}, "
+               f"{space.confirm_seeds} seed(s) each: {len(runs)} runs to the last epoch")
+    tuner = _tuner(confirm_dir(sweep_dir), space, data, shared, min(concurrency, len(runs)), resume, echo,
+                   run_confirm_trial, param_space={RUN_KEY: tune.grid_search([r[RUN_KEY] for r in runs])})
+    results = tuner.fit()
+    write_confirm_file(sweep_dir, chosen, space.confirm_seeds, results)
+
+
+def _features_baseline(sweep_dir: Path, data: str, plan: RunPlan, seed: int, echo: bool) -> None:
+    """The hand-made-features baseline of this split, once a sweep (rxsweep.training.features_baseline)."""
+    from rxsweep.training.features_baseline import (features_baseline, features_baseline_scores,
+                                                    read_features_baseline, write_features_baseline)
+
+    path = sweep_dir / sweep_files.BASELINE_EMBEDDINGS
+    if read_features_baseline(path) is not None:
+        return
+    table = features_baseline(data, plan.splits, seed=seed)
+    write_features_baseline(path, table)
+    scores = features_baseline_scores(table)
+    _say(echo, f"hand-made features + logistic regression: held-out treatment accuracy "
+               f"{scores['heldout_val_acc']:.3f} (validation), {scores['heldout_test_acc']:.3f} (test)")
 
 
 #: A sweep name is one path component: it names a folder under STORAGE and never leaves it.

@@ -14,8 +14,8 @@ Each trial folder is a run folder (rxsweep.training.run_files) plus the sweep's 
         splits.parquet             site_id -> split of every site (what analysis reads, never the shards)
         metrics.jsonl              one JSON line an epoch, epochs 1..e exactly once; the last
                                    epoch's line also holds the batch-mixing scores
-        checkpoint_epochNNNN/      Ray Train checkpoints; the final epoch's holds embeddings.parquet
-                                   (held-out embeddings and log-probabilities of the final model)
+        checkpoint_epochNNNN/      Ray Train checkpoints, each with embeddings.parquet
+                                   (held-out embeddings and log-probabilities of that epoch's model)
         placement_groups.jsonl     the placement groups its Train run reserved, one line a worker
                                    group (rxsweep.training.placement_groups)
         status.json                running | completed | stopped (early, by the scheduler) |
@@ -24,6 +24,14 @@ Each trial folder is a run folder (rxsweep.training.run_files) plus the sweep's 
                                    started_at / ended_at; released_placement_groups (if the sweep
                                    driver had to give back a group the trial left reserved)
       tune/                        Ray Tune's experiment folder (what --resume restores)
+      baselines/features/embeddings.parquet
+                                   the hand-made-features baseline's held-out predictions and
+                                   standardised features, in the embeddings schema
+                                   (rxsweep.training.features_baseline)
+      confirm/                     the confirmation runs (rxsweep.tuning.confirm): confirm.json
+                                   (each method's chosen configuration, seeds, trial ids), trials/
+                                   and tune/ as above
+      verdict.json                 the verdict on held-out test experiments (rxsweep.analysis.verdict)
 """
 
 from __future__ import annotations
@@ -38,6 +46,10 @@ TUNE_DIR = "tune"
 # the sweep's records in each trial's run folder
 PARAMS_FILE = "params.json"
 STATUS_FILE = "status.json"
+BASELINE_EMBEDDINGS = "baselines/features/embeddings.parquet"
+CONFIRM_DIR = "confirm"
+CONFIRM_FILE = "confirm.json"
+VERDICT_FILE = "verdict.json"
 FORMAT = "rxsweep-sweep/1"
 STATUSES = ("running", "completed", "stopped", "error", "lost")
 

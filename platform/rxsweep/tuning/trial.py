@@ -27,7 +27,7 @@ def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: s
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from rxsweep.metrics.embedding_scores import end_of_run_scores
+    from rxsweep.metrics.embedding_scores import epoch_scores
     from rxsweep.training.plan import preflight
     from rxsweep.training.trainer import build_trainer
 
@@ -38,8 +38,16 @@ def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: s
     _record_trial(run_dir, config, cfg, plan)
     trainer = build_trainer(cfg, shards_dir, run_dir.parent, trial_id, callbacks=[TuneReportCallback()],
                             plan=plan, datasets=shared.datasets, max_failures=space.failures.worker_restarts,
-                            end_of_run_scores=end_of_run_scores)
+                            epoch_scores=epoch_scores)
     trainer.fit()
+
+
+def run_confirm_trial(config: dict, **kwargs) -> None:
+    """Tune trainable of a confirmation run (rxsweep.tuning.confirm): a search trial's parameters
+    and a seed, under the grid key RUN_KEY."""
+    from rxsweep.tuning.confirm import RUN_KEY
+
+    run_trial(config[RUN_KEY], **kwargs)
 
 
 def _record_trial(run_dir: Path, params: dict, cfg, plan) -> None:

@@ -1,0 +1,74 @@
+"""Rows of the ranking that are not search trials: the baselines a reviewer asks a DANN to beat.
+
+    <trial> + sphering   a completed ERM trial's held-out validation well profiles whitened on
+    <trial> + Harmony    each experiment's control wells, or corrected by Harmony
+                         (rxsweep.metrics.posthoc): batch mixing and replicate mAP are scored
+                         again on the corrected profiles; accuracy is the trial's own (a post-hoc
+                         correction of the embedding does not change the classifier's predictions)
+    features + LR        the hand-made-features baseline (rxsweep.training.features_baseline):
+                         accuracy of its predictions, mixing and replicate mAP of its standardised
+                         features' well profiles
+
+They follow the trials in the table (status `post-hoc` or `baseline`, never ranked among the
+trials), so it shows at once whether a DANN beats ERM followed by a standard correction, and
+whether the networks learned more than hand-made features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from rxsweep.analysis.sweep_folder import Sweep
+from rxsweep.metrics.embedding_scores import mixing_scores, read_embeddings
+from rxsweep.metrics.posthoc import corrected_profiles
+from rxsweep.metrics.replicate_retrieval import replicate_retrieval
+from rxsweep.metrics.well_profiles import stack, well_profiles
+
+SPLIT = "heldout_val"
+REFERENCE_STATUSES = ("post-hoc", "baseline")
+CORRECTIONS = {"sphering": "sphering", "harmony": "Harmony"}
+FEATURES = "features + LR"
+
+
+def posthoc_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:
+    """Two rows (sphering, Harmony) for every completed ERM trial with embeddings. ``rows``: the
+    trials' own ranking rows, whose accuracy columns are copied."""
+    by_id = {row["trial_id"]: row for row in rows}
+    out = []
+    for trial in sweep.trials:
+        if trial.method != "erm" or trial.status != "completed" or trial.embeddings is None:
+            continue
+        wells = well_profiles(read_embeddings(trial.embeddings), SPLIT)
+        for name, label in CORRECTIONS.items():
+            row = {k: v for k, v in by_id[trial.trial_id].items() if k != "error"}
+            row.update(trial_id=f"{trial.trial_id} + {label}", status="post-hoc", method=f"erm+{name}")
+            try:
+                row.update(_profile_scores(corrected_profiles(wells, name)))
+            except ValueError as exc:  # e.g. an experiment with too few control wells to sphere
+                row.update({k: math.nan for k in row if k.startswith("mixing")}, error=f"{name}: {exc}")
+            out.append(row)
+    return out
+
+
+def features_row(sweep: Sweep) -> dict | None:
+    """The hand-made-features baseline's row, if the sweep computed it."""
+    if sweep.features_baseline is None:
+        return None
+    table = read_embeddings(sweep.features_baseline)
+    row = {"trial_id": FEATURES, "status": "baseline", "method": "features"}
+    for split in ("heldout_val", "heldout_test"):
+        treat = table[(table["split"] == split) & (table["well_type"] == "treatment")]
+        row[f"{split}_acc"] = float((treat["prediction"] == treat["label"]).mean()) if len(treat) else math.nan
+    row.update(_profile_scores(well_profiles(table, SPLIT)))
+    return row
+
+
+def _profile_scores(wells: pd.DataFrame) -> dict:
+    """Mixing and replicate mAP of held-out validation well profiles (one row a well)."""
+    scores = {k: v for k, v in mixing_scores(wells, SPLIT).items() if k != "mixing_note"}
+    if wells["experiment"].nunique() >= 2:
+        scores[f"{SPLIT}_replicate_map"] = replicate_retrieval(
+            stack(wells["embedding"]), wells["label"].to_numpy(), wells["experiment"].to_numpy())["map"]
+    return scores

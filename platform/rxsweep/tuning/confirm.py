@@ -1,0 +1,100 @@
+"""Confirmation runs: after the search, the best configuration of each method, run again with
+several seeds, to its last epoch, with no early stopping.
+
+A search selects; it does not judge. ASHA stops most trials early, one seed says nothing about
+seed-to-seed spread, and the held-out validation experiments chose the winner, so its score there
+is optimistic. WILDS asks for 3 seeds and a test set that never selects: the verdict
+(rxsweep.analysis.verdict) compares these runs on held-out *test* experiments.
+
+    SWEEP_DIR/confirm/
+      confirm.json                 {method: {source_trial, params, seeds, trial_ids}}, the choice
+      trials/<trial_id>/           run folders, as a search trial's (params.json holds the seed)
+      tune/                        Ray Tune's experiment folder of the confirmation runs
+
+Selection (:func:`choose_configs`): for each method present in the search (erm, dann, cdann: see
+TrainConfig.method), the trial of that method with the best aggregate rank on the space's
+objectives at its last reported epoch (rxsweep.metrics.ranks; held-out validation only), and
+among trials lacking an objective, the best on the first. Errored and lost trials are never chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from rxsweep import fileio
+from rxsweep.metrics.ranks import aggregate_rank
+from rxsweep.training import run_files
+from rxsweep.tuning import sweep_files
+from rxsweep.tuning.space import SearchSpace
+
+#: Trial statuses whose last reported epoch a selection may use.
+SELECTABLE = ("completed", "stopped")
+#: The key of a confirmation run's Tune config: {"run": {params..., "seed": s}}.
+RUN_KEY = "run"
+
+
+def confirm_dir(sweep_dir: str | Path) -> Path:
+    return Path(sweep_dir) / sweep_files.CONFIRM_DIR
+
+
+def choose_configs(sweep_dir: str | Path, space: SearchSpace) -> dict[str, dict]:
+    """{method: {"source_trial", "params", "rank"}} of the search in ``sweep_dir`` (see module doc)."""
+    rows = []
+    for folder in sorted((Path(sweep_dir) / sweep_files.TRIALS_DIR).glob("*")):
+        status = (fileio.read_json(folder / sweep_files.STATUS_FILE) or {}).get("status")
+        params = fileio.read_json(folder / sweep_files.PARAMS_FILE)
+        history = run_files.read_history(folder / run_files.METRICS_FILE)
+        if status not in SELECTABLE or params is None or not history:
+            continue
+        last = history[-1]
+        row = {"trial_id": folder.name, "params": params, "method": space.trial_config(params).method}
+        for objective in space.objectives:
+            value = last.get(objective.metric)
+            value = math.nan if value is None else float(value)
+            row[objective.metric] = value if objective.mode == "max" else -value  # higher is better
+        rows.append(row)
+    if not rows:
+        return {}
+    table = pd.DataFrame(rows)
+    metrics = [o.metric for o in space.objectives]
+    table["rank"] = aggregate_rank(table[metrics])
+    table = table.sort_values(["rank", metrics[0]], ascending=[True, False], na_position="last", kind="stable")
+    chosen = {}
+    for method, group in table.groupby("method", sort=True):
+        best = group.iloc[0]
+        chosen[method] = {"source_trial": best["trial_id"], "params": best["params"],
+                          "rank": None if pd.isna(best["rank"]) else float(best["rank"])}
+    return chosen
+
+
+def confirm_runs(chosen: dict[str, dict], seeds: int) -> list[dict]:
+    """The Tune configs of the confirmation runs: every chosen configuration with seeds 0..N-1."""
+    return [{RUN_KEY: {**choice["params"], "seed": seed}} for choice in chosen.values() for seed in range(seeds)]
+
+
+def write_confirm_file(sweep_dir: str | Path, chosen: dict[str, dict], seeds: int, results=()) -> dict:
+    """confirm.json: the choice, and once the runs ended, each method's trial ids by seed."""
+    by_run = {}
+    for result in results:
+        run = (getattr(result, "config", None) or {}).get(RUN_KEY)
+        path = getattr(result, "path", None)
+        if run is not None and path:
+            by_run[_key(run)] = Path(path).name
+    record = {}
+    for method, choice in chosen.items():
+        ids = [by_run.get(_key({**choice["params"], "seed": s})) for s in range(seeds)]
+        record[method] = {**choice, "seeds": list(range(seeds)), "trial_ids": ids}
+    fileio.write_json(confirm_dir(sweep_dir) / sweep_files.CONFIRM_FILE, record)
+    return record
+
+
+def _key(run: dict) -> str:
+    return json.dumps(run, sort_keys=True, default=str)
+
+
+def read_confirm_file(sweep_dir: str | Path) -> dict | None:
+    return fileio.read_json(confirm_dir(sweep_dir) / sweep_files.CONFIRM_FILE)
