@@ -105,9 +105,14 @@ class HeadNode:
         self.dashboard_port = free_port()
         self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_TMPDIR": self.tmpdir}
         self.env.pop("RAY_ADDRESS", None)
-        gcs_port = free_port()
+        # Every listening port its own: the job agent's default port (52365) is shared by every Ray
+        # on the machine, and a head node whose agent lost it answers `ray job submit` with "No
+        # available agent to submit job" for good (seen with a second Ray running here).
+        ports = [f"--{name}={free_port()}" for name in ("port", "dashboard-agent-listen-port",
+                                                         "dashboard-agent-grpc-port", "metrics-export-port",
+                                                         "runtime-env-agent-port", "ray-client-server-port")]
         started = subprocess.run(
-            [str(bin_dir / "python"), "-m", "ray.scripts.scripts", "start", "--head", f"--port={gcs_port}",
+            [str(bin_dir / "python"), "-m", "ray.scripts.scripts", "start", "--head", *ports,
              f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}", "--disable-usage-stats"],
             capture_output=True, text=True, env=self.env, cwd=self.tmpdir, timeout=120)
         if started.returncode != 0:

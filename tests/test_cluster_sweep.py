@@ -17,10 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from processes import HeadNode, shards_of, train_workers_under, venv_without_rxsweep, wait_for
+from processes import HeadNode, shards_of, train_workers_under, venv_without_rxsweep
 from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
+from rxsweep.training import run_files
 from rxsweep.training.placement_groups import read_ledger
+from rxsweep.training.run_files import read_history
 from rxsweep.tuning import sweep_files
 from rxsweep.tuning.space_yaml import load_space
 from rxsweep.tuning.sweep import concurrent_trials
@@ -34,9 +36,17 @@ def cluster_venv(tmp_path_factory) -> Path:
     return venv_without_rxsweep(tmp_path_factory.mktemp("cluster-venv") / "venv")
 
 
-def submit(node: HeadNode, args: list[str]) -> str:
-    submitted = node.ray_cli("job", "submit", "--address", node.address, "--working-dir", ".", "--no-wait",
-                             "--", "python", "jobs/sweep.py", *args)
+def submit(node: HeadNode, args: list[str], agent_timeout: float = 120) -> str:
+    """`ray job submit --no-wait`; its submission id. A head node just started may answer "No
+    available agent to submit job, please try again later" while its job agent starts (seen on
+    this loaded 2-core machine): like a user, try again."""
+    deadline = time.monotonic() + agent_timeout
+    while True:
+        submitted = node.ray_cli("job", "submit", "--address", node.address, "--working-dir", ".", "--no-wait",
+                                 "--", "python", "jobs/sweep.py", *args)
+        if "No available agent" not in submitted.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert submitted.returncode == 0, submitted.stderr[-3000:]
     return next(w for w in submitted.stdout.split() + submitted.stderr.split()
                 if w.startswith("'raysubmit_")).strip("'")
@@ -79,6 +89,43 @@ def check_sweep_released_everything(node: HeadNode, submission_id: str, sweep_di
     assert idle < MAX_IDLE_SLOT_S, (idle, busy_intervals(sweep_dir))
 
 
+def kill_a_trial_in_its_first_epoch(node: HeadNode, sweep_dir: Path, timeout: float = 600) -> tuple[Path, float]:
+    """SIGKILL the Train worker of a trial after the first, while it trains its first epoch; return
+    the trial's folder and when its worker was killed. One trial runs at a time here.
+
+    A trial that has reported no epoch cannot have been stopped by ASHA or have completed, so a
+    worker killed then fails it. But a worker killed while its group is still starting is
+    started again by Ray Train (no failure), and from outside the start is not told apart from
+    training: so a worker is killed once it is `age` seconds old, and if its trial goes on (a new
+    worker appears) the next one gets twice as long. A trial that reports an epoch first is left
+    alone and the next one is taken."""
+    first_trials_workers: set[int] = set()
+    target, killed_at, age = None, None, 2.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        folders = list((sweep_dir / sweep_files.TRIALS_DIR).glob("*")) if sweep_dir.exists() else []
+        ended = {f for f in folders if (fileio.read_json(f / sweep_files.STATUS_FILE) or {}).get("ended_at")}
+        workers = train_workers_under(node.tmpdir)
+        if not ended:
+            first_trials_workers.update(w.pid for w in workers)
+        elif target in ended:
+            return target, killed_at
+        else:
+            training = [f for f in folders if f not in ended and read_ledger(f)
+                        and not read_history(f / run_files.METRICS_FILE)]
+            fresh = [w for w in workers if w.pid not in first_trials_workers]
+            if target is not None and target not in training:
+                target, killed_at, age = None, None, 2.0  # it reported an epoch before a kill landed
+            elif training and fresh and time.time() - fresh[0].create_time() >= age:
+                if target == training[0]:
+                    age *= 2  # the last kill hit a starting group: Ray Train started it again
+                target, killed_at = training[0], time.time()
+                for worker in fresh:
+                    worker.kill()
+                first_trials_workers.update(w.pid for w in fresh)  # never the same process twice
+        time.sleep(0.2)
+    raise AssertionError(f"no trial after the first was killed in its first epoch within {timeout} s")
+
 def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sweep, tmp_path):
     """2 CPUs hold one 1.1-CPU trial. The second trial's Train worker is SIGKILLed (no restarts,
     no retries: the trial fails); ASHA stops some of the others. Every trial still gets the CPU."""
@@ -91,31 +138,14 @@ def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sw
         job = submit(node, ["--space", str(space), "--data", str(shards_of(tiny_sweep)), "--storage", str(storage)])
         sweep_dir = storage / "sweeps" / "cluster"
 
-        first_trials_workers: set[int] = set()
-
-        def second_trial_training():
-            """The second trial's worker, once its train function runs (its worker group is in the
-            ledger): killed earlier, during the group's start, Ray Train starts the group again."""
-            workers = train_workers_under(node.tmpdir)
-            folders = list((sweep_dir / sweep_files.TRIALS_DIR).glob("*")) if sweep_dir.exists() else []
-            ended = {f for f in folders if (fileio.read_json(f / sweep_files.STATUS_FILE) or {}).get("ended_at")}
-            if not ended:
-                first_trials_workers.update(w.pid for w in workers)
-                return None
-            started = [f for f in folders if f not in ended and read_ledger(f)]
-            fresh = [w for w in workers if w.pid not in first_trials_workers]
-            return fresh if started and fresh else None
-
-        workers = wait_for(second_trial_training, 600, "the second trial's Train worker")
-        time.sleep(1)
-        killed_at = time.time()
-        workers[0].kill()
+        target, killed_at = kill_a_trial_in_its_first_epoch(node, sweep_dir)
         log = finish(node, job)
         sweep = load_sweep(sweep_dir)
         statuses = sorted(t.status for t in sweep.trials)
         assert statuses.count("error") == 1, statuses
         assert "stopped" in statuses, statuses  # ASHA ended a trial early
         failed = next(t for t in sweep.trials if t.status == "error")
+        assert failed.path == target
         assert fileio.read_json(failed.path / sweep_files.STATUS_FILE)["ended_at"] > killed_at
         check_sweep_released_everything(node, job, sweep_dir, log, slots)
     finally:
