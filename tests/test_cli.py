@@ -36,7 +36,7 @@ def test_synth_then_ingest_then_ingest_again_is_a_no_op(tmp_path):
 
     first = run("ingest", "--data", str(root), "--out", str(tmp_path / "shards"), "--quiet")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.strip().endswith("2016 sites written, 0 quarantined (2016 listed)")
+    assert first.stdout.strip().endswith("2304 sites written, 0 quarantined (2304 listed)")
     shards = sorted(p.name for p in (tmp_path / "shards").rglob("*.parquet"))
     again = run("ingest", "--data", str(root), "--out", str(tmp_path / "shards"), "--quiet")
     assert again.returncode == 0 and again.stdout == first.stdout

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -155,3 +156,28 @@ def test_verdict_file_holds_each_method_and_metric(sweep_dir):
         for metric in ("heldout_test_acc", "mixing", "replicate_map"):
             assert {"mean", "lo", "hi", "vs_erm"} <= set(arm["metrics"][metric])
     assert load_sweep(sweep_dir).confirm and not math.isnan(written["arms"][0]["metrics"]["mixing"]["mean"])
+
+
+def test_each_method_confirms_its_best_finished_trial(tmp_path):
+    """choose_configs: per method, the best aggregate rank on the objectives (validation only),
+    among finished trials when there are any; a stopped trial's early scores never out-rank them."""
+    from rxsweep.tuning.confirm import choose_configs
+    from rxsweep.tuning.space_yaml import load_space
+
+    space = load_space(Path(__file__).parent / "spaces" / "tiny.yaml")  # objectives: accuracy, mixing
+    for trial_id, params, status, acc, mixing in (
+            ("e1", {"domain_label": "none", "lr": 0.01}, "completed", 0.30, 0.60),
+            ("e2", {"domain_label": "none", "lr": 0.002}, "completed", 0.25, 0.70),
+            ("e3", {"domain_label": "none", "lr": 0.003}, "completed", 0.20, 0.50),  # dominated
+            ("d1", {"domain_label": "plate", "lr": 0.01}, "completed", 0.20, 0.70),
+            ("d2", {"domain_label": "plate", "lr": 0.005}, "stopped", 0.90, 0.90),  # epoch 4 of 8
+            ("d3", {"domain_label": "plate", "lr": 0.004}, "error", 0.99, 0.99)):
+        run = tmp_path / sweep_files.TRIALS_DIR / trial_id
+        run.mkdir(parents=True)
+        fileio.write_json(run / sweep_files.PARAMS_FILE, params)
+        fileio.write_json(run / sweep_files.STATUS_FILE, {"status": status})
+        run_files.write_history(run / run_files.METRICS_FILE, [{"epoch": 1, "heldout_val_acc": acc, "mixing": mixing}])
+    chosen = choose_configs(tmp_path, space)
+    # ERM: e1 ranks (1, 2), e2 (2, 1), e3 (3, 3): e1 and e2 tie at 1.5, the first objective decides
+    assert chosen["erm"]["source_trial"] == "e1" and chosen["erm"]["rank"] == 1.5
+    assert chosen["dann"]["source_trial"] == "d1" and chosen["dann"]["params"] == {"domain_label": "plate", "lr": 0.01}

@@ -59,8 +59,10 @@ def features_row(sweep: Sweep) -> dict | None:
     table = read_embeddings(sweep.features_baseline)
     row = {"trial_id": FEATURES, "status": "baseline", "method": "features"}
     for split in ("heldout_val", "heldout_test"):
-        treat = table[(table["split"] == split) & (table["well_type"] == "treatment")]
+        rows = table[table["split"] == split]
+        treat = rows[rows["well_type"] == "treatment"]
         row[f"{split}_acc"] = float((treat["prediction"] == treat["label"]).mean()) if len(treat) else math.nan
+        row[f"{split}_acc_all"] = float((rows["prediction"] == rows["label"]).mean()) if len(rows) else math.nan
     row.update(_profile_scores(well_profiles(table, SPLIT)))
     return row
 

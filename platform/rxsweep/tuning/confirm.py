@@ -7,14 +7,20 @@ is optimistic. WILDS asks for 3 seeds and a test set that never selects: the ver
 (rxsweep.analysis.verdict) compares these runs on held-out *test* experiments.
 
     SWEEP_DIR/confirm/
-      confirm.json                 {method: {source_trial, params, seeds, trial_ids}}, the choice
+      confirm.json                 {method: {source_trial, params, rank, reused_seed, seeds, trial_ids}}:
+                                 the choice, and the run of each seed (the source trial itself for
+                                 reused_seed, when it ran to the end)
       trials/<trial_id>/           run folders, as a search trial's (params.json holds the seed)
       tune/                        Ray Tune's experiment folder of the confirmation runs
 
 Selection (:func:`choose_configs`): for each method present in the search (erm, dann, cdann: see
 TrainConfig.method), the trial of that method with the best aggregate rank on the space's
-objectives at its last reported epoch (rxsweep.metrics.ranks; held-out validation only), and
-among trials lacking an objective, the best on the first. Errored and lost trials are never chosen.
+objectives at its last reported epoch (rxsweep.metrics.ranks; held-out validation only), among
+the method's completed trials when it has any: a trial the scheduler stopped was judged worse on
+the first objective, and its early epoch's scores are not comparable with a finished trial's (in
+a measured embedded default, a DANN stopped at epoch 4 out-ranked a finished one on the mixing of
+a half-trained model). Among trials lacking an objective, the best on the first. Errored and lost
+trials are never chosen.
 """
 
 from __future__ import annotations
@@ -51,7 +57,9 @@ def choose_configs(sweep_dir: str | Path, space: SearchSpace) -> dict[str, dict]
         if status not in SELECTABLE or params is None or not history:
             continue
         last = history[-1]
-        row = {"trial_id": folder.name, "params": params, "method": space.trial_config(params).method}
+        cfg = space.trial_config(params)
+        row = {"trial_id": folder.name, "params": params, "method": cfg.method, "seed": cfg.seed,
+               "stopped": status != "completed"}
         for objective in space.objectives:
             value = last.get(objective.metric)
             value = math.nan if value is None else float(value)
@@ -61,19 +69,27 @@ def choose_configs(sweep_dir: str | Path, space: SearchSpace) -> dict[str, dict]
         return {}
     table = pd.DataFrame(rows)
     metrics = [o.metric for o in space.objectives]
-    table["rank"] = aggregate_rank(table[metrics])
-    table = table.sort_values(["rank", metrics[0]], ascending=[True, False], na_position="last", kind="stable")
     chosen = {}
     for method, group in table.groupby("method", sort=True):
-        best = group.iloc[0]
+        if not group["stopped"].all():
+            group = group[~group["stopped"]]
+        group = group.assign(rank=aggregate_rank(group[metrics]))
+        best = group.sort_values(["rank", metrics[0]], ascending=[True, False], na_position="last",
+                                 kind="stable").iloc[0]
         chosen[method] = {"source_trial": best["trial_id"], "params": best["params"],
-                          "rank": None if pd.isna(best["rank"]) else float(best["rank"])}
+                          "rank": None if pd.isna(best["rank"]) else float(best["rank"]),
+                          # a completed search trial is already the run of its own seed, to the end
+                          "reused_seed": None if best["stopped"] else int(best["seed"])}
     return chosen
 
 
 def confirm_runs(chosen: dict[str, dict], seeds: int) -> list[dict]:
-    """The Tune configs of the confirmation runs: every chosen configuration with seeds 0..N-1."""
-    return [{RUN_KEY: {**choice["params"], "seed": seed}} for choice in chosen.values() for seed in range(seeds)]
+    """The Tune configs of the confirmation runs: every chosen configuration with seeds 0..N-1,
+    but for the seed its source trial already ran to the last epoch (``reused_seed``): that run is
+    the same configuration and seed, and its scores on the test experiments played no part in
+    choosing it (selection reads validation only)."""
+    return [{RUN_KEY: {**choice["params"], "seed": seed}} for choice in chosen.values() for seed in range(seeds)
+            if seed != choice.get("reused_seed")]
 
 
 def write_confirm_file(sweep_dir: str | Path, chosen: dict[str, dict], seeds: int, results=()) -> dict:
@@ -86,7 +102,8 @@ def write_confirm_file(sweep_dir: str | Path, chosen: dict[str, dict], seeds: in
             by_run[_key(run)] = Path(path).name
     record = {}
     for method, choice in chosen.items():
-        ids = [by_run.get(_key({**choice["params"], "seed": s})) for s in range(seeds)]
+        ids = [choice["source_trial"] if s == choice.get("reused_seed") else by_run.get(_key({**choice["params"], "seed": s}))
+               for s in range(seeds)]
         record[method] = {**choice, "seeds": list(range(seeds)), "trial_ids": ids}
     fileio.write_json(confirm_dir(sweep_dir) / sweep_files.CONFIRM_FILE, record)
     return record

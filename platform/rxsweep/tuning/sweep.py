@@ -173,8 +173,10 @@ def _confirm(sweep_dir: Path, space: SearchSpace, data: str, shared: SharedInput
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds)  # the choice survives a killed driver
     runs = confirm_runs(chosen, space.confirm_seeds)
     picks = ", ".join(f"{method} (trial {choice['source_trial']})" for method, choice in chosen.items())
-    _say(echo, f"confirm: {picks}, "
-               f"{space.confirm_seeds} seed(s) each: {len(runs)} runs to the last epoch")
+    _say(echo, f"confirm: {picks}, {space.confirm_seeds} seed(s) each: {len(runs)} more runs to the last "
+               "epoch (a completed source trial is the run of its own seed)")
+    if not runs:
+        return
     tuner = _tuner(confirm_dir(sweep_dir), space, data, shared, min(concurrency, len(runs)), resume, echo,
                    run_confirm_trial, param_space={RUN_KEY: tune.grid_search([r[RUN_KEY] for r in runs])})
     results = tuner.fit()
