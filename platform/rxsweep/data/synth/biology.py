@@ -3,7 +3,9 @@
 A phenotype is an effect vector over PHENOTYPE_PARAMS, mostly in log units (0.3 = about x1.35).
 About half the treatments are null (as in RxRx1, where many siRNAs show no visible phenotype), most
 others are weak, a few strong; positive controls are strong; the untreated well is the baseline.
-The strength of a phenotype varies by cell type. Batch effects (batch.py) are made larger than this.
+The strength of a phenotype varies by cell type, and around that by experiment (interaction.py,
+applied on top of Phenotypes.effect by the generator). Batch effects (batch.py) are made larger
+than this.
 """
 
 from __future__ import annotations

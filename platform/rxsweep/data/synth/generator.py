@@ -1,8 +1,9 @@
 """`generate()`: write a synthetic RxRx1 in the Kaggle or WILDS layout.
 
 Flow: validate arguments -> check the output folder -> plan the design (plate_map), phenotypes
-(biology) and batch parameters (batch) in this process -> render plates in a process pool (job) ->
-write the tables -> write truth.json last, as the completion marker.
+(biology), their experiment x siRNA interaction (interaction) and batch parameters (batch) in this
+process -> render plates in a process pool (job) -> write the tables -> write truth.json last, as
+the completion marker.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from rxsweep.data import rxrx1_facts
 from rxsweep.data.synth.batch import draw_experiment_batch, draw_plate_shift
 from rxsweep.data.synth.biology import CELL_TYPE_BIOLOGY, draw_phenotypes
+from rxsweep.data.synth.interaction import draw_interaction
 from rxsweep.data.synth.job import PlateTask, run_plate
 from rxsweep.data.synth.plate_map import make_plan
 from rxsweep.data.synth.presets import Preset, get_preset
@@ -26,7 +28,8 @@ from rxsweep.data.synth.writers import (
 )
 
 #: Bump when the same arguments would produce different files; it is part of an output's identity.
-GENERATOR_VERSION = 1
+#: 2: experiment x siRNA interaction (interaction.py).
+GENERATOR_VERSION = 2
 _PARTIAL_FILE = ".synth-partial.json"  # identity of a generation in progress; removed when done
 
 
@@ -117,6 +120,7 @@ def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
 
     plan = make_plan(spec, seed)
     phenotypes = draw_phenotypes(plan.sirnas, spec.null_fraction, seed)
+    interaction = draw_interaction(plan, spec, seed)
     # Geometry: cells are sized in pixels of the real 512² field; a preset's cell_scale shrinks
     # them, an image_size override only changes resolution (the field of view is the preset's).
     pixel_scale = spec.cell_scale * size / spec.image_size
@@ -130,14 +134,15 @@ def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
                 seed=seed, layout=layout, root=str(root),
                 image_dir=plate_image_dir(layout, exp.kaggle_split, exp.name, plate.plate),
                 experiment=exp.name, key=exp.key, plate=plate.plate, wells=plate.wells,
-                effects=tuple(tuple(phenotypes.effect(s, exp.cell_type)) for _, s in plate.wells),
+                effects=tuple(tuple(interaction.effect(phenotypes, exp.name, exp.cell_type, s))
+                              for _, s in plate.wells),
                 biology=CELL_TYPE_BIOLOGY[exp.cell_type], batch=batches[exp.name], shift=shift,
                 image_size=size, pixel_scale=pixel_scale, field_area=field_area,
             ))
 
     stats = _run(tasks, workers or os.cpu_count() or 1)
     geometry = {"pixel_scale": pixel_scale, "field_area": field_area}
-    truth = build_truth(identity, spec, plan, phenotypes, batches, shifts, geometry)
+    truth = build_truth(identity, spec, plan, phenotypes, interaction, batches, shifts, geometry)
     if layout == "kaggle":
         truth["kaggle_test_answers"] = write_kaggle_tables(root, plan, stats)
     else:

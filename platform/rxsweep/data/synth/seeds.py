@@ -18,6 +18,7 @@ PHENOTYPE = 2  # one siRNA's effect vector
 BATCH = 3  # one experiment's batch parameters
 PLATE = 4  # one plate's group order slot, shift and well positions
 SITE = 5  # the cells and noise of one site
+INTERACTION = 6  # one experiment's siRNA strength factors and direction turns (interaction.py)
 
 CELL_TYPES: tuple[str, ...] = tuple(rxrx1_facts.EXPERIMENTS_PER_CELL_TYPE)
 

@@ -1,5 +1,13 @@
 """truth.json: every parameter the generator drew, so analyses can score against the ground truth
-(which siRNAs are null, how strong each batch effect is) and Kaggle-test answers can be checked."""
+(which siRNAs are null, how strong each batch effect is, how strong each siRNA is in each experiment)
+and Kaggle-test answers can be checked.
+
+Top-level keys: identity, layout, seed, image_size, preset, geometry, cell_types, cell_type_biology,
+phenotype_params, experiments (design, splits, batch and plate shifts), sirnas (well type, group,
+effect vector and per-cell-type scale), sirna_experiment (the experiment x siRNA interaction: `sd`
+and `turn` of the preset, `sd_by_well_type`, and `factors`: experiment name -> the factor of every
+label in sirna_id order, exactly as rendered: effect in that experiment = factor x the cell-type
+effect, up to a small turn of direction), and for the Kaggle layout kaggle_test_answers."""
 
 from __future__ import annotations
 
@@ -8,12 +16,13 @@ from dataclasses import asdict
 from rxsweep.data.synth import seeds
 from rxsweep.data.synth.batch import ExperimentBatch, PlateShift
 from rxsweep.data.synth.biology import CELL_TYPE_BIOLOGY, PHENOTYPE_PARAMS, Phenotypes
+from rxsweep.data.synth.interaction import Interaction
 from rxsweep.data.synth.plate_map import Plan
 from rxsweep.data.synth.presets import Preset
 
 
 def build_truth(
-    identity: dict, spec: Preset, plan: Plan, phenotypes: Phenotypes,
+    identity: dict, spec: Preset, plan: Plan, phenotypes: Phenotypes, interaction: Interaction,
     batches: dict[str, ExperimentBatch], shifts: dict[tuple[str, int], PlateShift],
     geometry: dict[str, float],
 ) -> dict:
@@ -44,4 +53,5 @@ def build_truth(
         "phenotype_params": list(PHENOTYPE_PARAMS),
         "experiments": experiments,
         "sirnas": sirnas,
+        "sirna_experiment": interaction.to_json(),
     }

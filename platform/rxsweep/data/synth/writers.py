@@ -3,8 +3,9 @@
 Kaggle: train.csv, train_controls.csv, test.csv (no sirna), test_controls.csv, pixel_stats.csv,
 images train|test/<EXP>/Plate<p>/<well>_s<site>_w<ch>.png (8-bit grey, one a channel).
 WILDS rxrx1_v1.0: RELEASE_v1.0.txt, metadata.csv, images/<EXP>/Plate<p>/<well>_s<site>.png (RGB of
-channels 1-3). Both also get ROOT.truth.json beside the data root (every generator parameter, and the hidden
-Kaggle answers).
+channels 1-3). Both also get ROOT.truth.json beside the data root (every generator parameter,
+including the per-experiment strength factor of every siRNA, and the hidden Kaggle answers; its
+keys are listed in truth.py).
 Rows are sorted and floats formatted explicitly so files are byte-identical for a seed.
 """
 
