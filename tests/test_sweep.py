@@ -43,11 +43,24 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
         for m in trial.history:
             assert 0 <= m["heldout_val_acc"] <= 1 and 0 <= m["heldout_test_acc"] <= 1
             assert "heldout_val_acc/HUVEC" in m and "heldout_test_acc/U2OS" in m
-        if trial.status == "completed":  # its last epoch carries the mixing objective
-            assert len(trial.history) == 2 and 0 <= trial.last["mixing"] <= 1 and trial.embeddings
+        # every epoch carries the mixing objective of its own model, and its embeddings
+        assert all(0 <= m["mixing"] <= 1 and m["mixing/k_ilisi"] >= 3 for m in trial.history)
+        assert trial.embeddings is not None
+        if trial.status == "completed":
+            assert len(trial.history) == 2
         else:  # stopped by ASHA after its first epoch, not failed
-            assert len(trial.history) == 1 and "mixing" not in trial.last
+            assert len(trial.history) == 1
     assert any(t.status == "completed" for t in sweep.trials)
+    # the confirmation runs: each method's chosen configuration with seeds 0 and 1 (seed 0 is its
+    # source trial when that one ran to the end), all completed
+    record = sweep.confirm_record
+    assert sorted(record) == ["dann", "erm"]
+    by_id = {t.trial_id: t for t in [*sweep.trials, *sweep.confirm]}
+    for method, choice in record.items():
+        runs = [by_id[i] for i in choice["trial_ids"]]
+        assert choice["seeds"] == [0, 1] and all(r.status == "completed" for r in runs)
+        assert [r.config["seed"] for r in runs] == [0, 1] and all(r.method == method for r in runs)
+        assert all({k: r.config[k] for k in choice["params"]} == choice["params"] for r in runs)
     # every trial's run folder holds its split as a value: one row a site of the shards, one split
     index = open_shards(shards_of(tiny_sweep))
     splits = [run_files.read_splits(t.path) for t in sweep.trials]
@@ -209,6 +222,7 @@ def test_the_embedded_default_keeps_its_trial_slots_busy_to_the_end(tmp_path):
     sweep = load_sweep(sweep_dir)
     slots = concurrent_trials({"CPU": local_cpus()}, load_space(default_space).trial_resources(), len(sweep.trials))
     assert sweep.finished and len(sweep.trials) == 6 and f"up to {slots} at a time" in log.read_text()
+    assert "Not answerable" not in log.read_text() and "DANN vs ERM" in log.read_text()  # the verdict answers
     idle = longest_idle_slot(busy_intervals(sweep_dir), slots)
     assert idle < MAX_IDLE_SLOT_S, (idle, busy_intervals(sweep_dir))
     assert first_groups_the_guard_released(sweep_dir) == []

@@ -141,7 +141,8 @@ def verdict_html(verdict: dict) -> str:
             css = {"better": "better", "worse": "worse"}.get(word, "")
             cells.append(f"<td class='{css}'>{html.escape(_interval(value))}"
                          f"{'<br><small>' + html.escape(word) + '</small>' if word else ''}</td>")
-        seeds = f"{len(arm['seeds'])} seed(s)" if arm["method"] != "features" else "deterministic"
+        seeds = (f"{len(arm['seeds'])} seed(s): {', '.join(map(str, arm['trial_ids']))}"
+                 if arm["method"] != "features" else "deterministic")
         body.append(f"<tr data-arm='{html.escape(arm['method'])}'><td style='text-align:left'>"
                     f"{html.escape(arm['name'])}</td><td>{seeds}</td>{''.join(cells)}</tr>")
     return (f"<p>{lines[0]}</p><ul>{''.join(f'<li>{line}</li>' for line in lines[1:])}</ul>"
