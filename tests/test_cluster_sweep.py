@@ -52,7 +52,7 @@ def submit(node: HeadNode, args: list[str], agent_timeout: float = 120) -> str:
                 if w.startswith("'raysubmit_")).strip("'")
 
 
-def finish(node: HeadNode, submission_id: str, timeout: float = 900) -> str:
+def finish(node: HeadNode, submission_id: str, timeout: float = 1800) -> str:
     """Wait for the job; return its log. Fails (with the log) unless it succeeded."""
     logs = node.ray_cli("job", "logs", "--address", node.address, "--follow", submission_id, timeout=timeout)
     status = node.ray_cli("job", "status", "--address", node.address, submission_id)

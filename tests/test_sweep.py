@@ -214,7 +214,7 @@ def test_the_embedded_default_keeps_its_trial_slots_busy_to_the_end(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     proc = start_sweep(["--storage", str(storage)], {**env, "RAY_TMPDIR": tmpdir}, log)
     try:
-        assert proc.wait(timeout=900) == 0, log.read_text()[-4000:]
+        assert proc.wait(timeout=1800) == 0, log.read_text()[-4000:]  # search and confirmation runs
     finally:
         kill_tree(proc)
         stop_ray_under(tmpdir)
