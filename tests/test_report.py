@@ -170,7 +170,10 @@ def test_build_figures(figures, ranked):
     scored = table[["heldout_val_acc", "mixing"]].notna().all(axis=1)
     markers = [t for t in figures["pareto"].data if t.mode == "markers"]
     assert sum(len(t.x) for t in markers) == scored.sum()
-    assert {t.name for t in markers} <= {"ERM", "DANN-plate", "DANN-experiment"}
+    # the trials, and the reference rows (post-hoc corrections, features baseline) beside them
+    assert {t.name for t in markers} <= {"ERM", "DANN-plate", "DANN-experiment", "ERM + sphering",
+                                         "ERM + Harmony", "features + LR"}
+    assert "features + LR" in {t.name for t in markers}
 
     (parcoords,) = figures["parallel"].data
     assert [d.label for d in parcoords.dimensions][-1] == "heldout_val_acc"

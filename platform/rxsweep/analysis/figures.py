@@ -23,6 +23,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from rxsweep.analysis.ranking import RANK_ON
+from rxsweep.analysis.reference_rows import REFERENCE_STATUSES
 from rxsweep.analysis.sweep_folder import Sweep
 from rxsweep.metrics.embedding_scores import read_embeddings, stack
 
@@ -140,7 +141,7 @@ def pareto_figure(sweep: Sweep, table: pd.DataFrame) -> go.Figure:
     values = table[[x, y]].apply(pd.to_numeric, errors="coerce") if len(table) else table
     ranked = table[values.notna().all(axis=1)] if len(table) else table
     if ranked.empty:
-        return _empty(title, "no trial has both scores yet (only finished trials are scored on mixing)")
+        return _empty(title, "no trial has both scores yet (each epoch reports them; none has finished one)")
     params = [p for p in sweep.params if p in ranked.columns]
     labels = _labels(ranked)
     fig = go.Figure()
@@ -165,7 +166,8 @@ def pareto_figure(sweep: Sweep, table: pd.DataFrame) -> go.Figure:
 def parallel_figure(sweep: Sweep, table: pd.DataFrame, log: set[str] = frozenset()) -> go.Figure:
     title = "Searched hyperparameters -> heldout_val_acc"
     target = "heldout_val_acc"
-    rows = table[pd.to_numeric(table[target], errors="coerce").notna()] if len(table) else table
+    trials = table[~table["status"].isin(REFERENCE_STATUSES)] if len(table) else table  # searched values only
+    rows = trials[pd.to_numeric(trials[target], errors="coerce").notna()] if len(trials) else trials
     if rows.empty:
         return _empty(title, f"no trial has reported {target} yet")
     dims = [_dimension(p, rows[p], p in log) for p in sweep.params if p in rows.columns]
