@@ -13,9 +13,11 @@ def prepare_synthetic(storage: str | Path, preset: str = "tiny", layout: str = "
 
     Both steps are idempotent, so a second call costs a manifest read. Returns the shard folder.
     """
-    from rxsweep.data.synth import generate
+    from rxsweep.data.synth import GENERATOR_VERSION, generate
 
-    name = f"synthetic-{preset}-{layout}-seed{seed}"
+    # The generator's version is in the name: shards of an older generator (another design, other
+    # biology) are never reused for a newer one's.
+    name = f"synthetic-{preset}-{layout}-seed{seed}-v{GENERATOR_VERSION}"
     storage = Path(storage).expanduser().resolve()
     shards = storage / "shards" / name
     if (shards / MANIFEST).exists():
