@@ -6,12 +6,13 @@ dashboard serves) whether a run's controller still lives."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from rxsweep.training.placement_groups import (LEDGER_FILE, PlacementGroupLedger, read_ledger,
-                                               release_orphans)
+from rxsweep.training.placement_groups import (LEDGER_FILE, PlacementGroupLedger, groups_of_dead_actors,
+                                               read_ledger, release_orphans)
 
 pytestmark = pytest.mark.slow
 
@@ -115,10 +116,10 @@ def _holder_cls(ray):
     class Holder:
         """Stands for a Train controller: creates a placement group, then dies without removing it."""
 
-        def reserve(self):
+        def reserve(self, cpus: float = 1):
             from ray.util.placement_group import placement_group
 
-            pg = placement_group([{"CPU": 1}])
+            pg = placement_group([{"CPU": cpus}])
             ray.get(pg.ready())
             return pg.id.hex(), ray.get_runtime_context().get_actor_id()
 
@@ -132,8 +133,6 @@ def _ledger(run_dir, pg_id, controller):
 
 
 def test_release_orphans_removes_the_group_of_a_dead_controller_and_waits_for_a_live_one(ray_dashboard, tmp_path):
-    import time
-
     ray = ray_dashboard
     gcs = ray.get_runtime_context().gcs_address
     holder = _holder_cls(ray).remote()
@@ -165,7 +164,6 @@ def test_release_orphans_removes_a_group_still_held_after_the_grace_period(ray_d
 
 
 def _report_then_wait(config):
-    import time
     from pathlib import Path
 
     import ray.train
@@ -191,8 +189,6 @@ def stopped_trials_group(ray, run_dir: Path) -> tuple[str, str]:
     """End a trial driver the way Tune ends a stopped trial (its Train controller dies with it);
     return its worker group's placement group and that group's state 15 s later (Ray's cleaner
     looks every second)."""
-    import time
-
     @ray.remote(num_cpus=0)
     class TrialDriver:
         def fit(self, run_dir):
@@ -273,3 +269,42 @@ def test_the_sweep_guard_releases_an_ended_trials_leftover_group_and_says_so(ray
     assert status["released_placement_groups"] == [{"placement_group": pg_id, "bundles": [{"CPU": 1.0}],
                                                     "why": "controller dead"}]
     assert f"trial t0001 had ended, but placement group {pg_id}" in capsys.readouterr().err
+
+
+def test_the_sweep_guard_removes_a_dead_controllers_group_that_no_ledger_names(ray_dashboard, tmp_path, capsys):
+    """Seen in CI: a controller killed 0.3 s after it asked for a new worker group, before it wrote
+    the ledger line, and the GCS never marked the group's creator dead. The guard finds such a group
+    in the GCS table by its dead creator; a live actor's group and the driver's own are left."""
+    from types import SimpleNamespace
+
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    from rxsweep import fileio
+    from rxsweep.tuning import sweep_files
+    from rxsweep.tuning.guard import PlacementGroupGuard
+
+    ray = ray_dashboard
+    dying, living = _holder_cls(ray).remote(), _holder_cls(ray).remote()
+    recorded, controller = ray.get(dying.reserve.remote(0.5))
+    unrecorded, _ = ray.get(dying.reserve.remote(0.5))
+    lives, _ = ray.get(living.reserve.remote(0.5))
+    drivers = placement_group([{"CPU": 0.5}])  # as Tune's trial groups: created by the job's driver
+    ray.get(drivers.ready())
+    trial = SimpleNamespace(trial_id="t0002")
+    _ledger(sweep_files.trial_dir(tmp_path, trial.trial_id), recorded, controller)
+    fileio.write_json(sweep_files.trial_dir(tmp_path, trial.trial_id) / sweep_files.STATUS_FILE, {"status": "stopped"})
+    job = ray.get_runtime_context().get_job_id()
+    assert {r.placement_group for r in groups_of_dead_actors(job)} & {recorded, unrecorded, lives} == set()
+
+    ray.kill(dying)
+    time.sleep(1)
+    assert {r.placement_group for r in groups_of_dead_actors(job)} >= {recorded, unrecorded}
+    PlacementGroupGuard(str(tmp_path), settle_s=0.0, grace_s=600).on_experiment_end([])
+    table = ray.util.placement_group_table()
+    assert [table[pg]["state"] for pg in (recorded, unrecorded, lives, drivers.id.hex())] == [
+        "REMOVED", "REMOVED", "CREATED", "CREATED"]
+    status = fileio.read_json(sweep_files.trial_dir(tmp_path, trial.trial_id) / sweep_files.STATUS_FILE)
+    assert sorted(r["placement_group"] for r in status["released_placement_groups"]) == sorted([recorded, unrecorded])
+    assert f"placement group {unrecorded}" in capsys.readouterr().err
+    ray.kill(living)
+    remove_placement_group(drivers)

@@ -30,11 +30,18 @@ What this module does about it, at the two places rxsweep owns:
   whose controller is dead (or, once ``grace_s`` has passed, any still reserved). The sweep
   driver calls it after each trial ends (rxsweep.tuning.guard), so neither (2) nor a Ray bug
   not yet known can hold a cluster's CPUs or GPUs after their trial is over.
+- :func:`groups_of_dead_actors` lists, job-wide, every group whose creator actor is dead,
+  also one a ledger could not record (below); the sweep driver removes those it still finds a
+  few seconds later.
 
-Also seen (Ray 2.60, a cluster test): a controller whose trial Tune is ending sees its workers die
-with it, restarts its worker group, and dies while the new group's workers start; Ray's cleaner
-never learns of that group. The ledger records every group when it is created, so the sweep
-driver removes it.
+Also seen (Ray 2.60, cluster tests): a controller whose trial Tune is ending sees its workers die
+with it and restarts its worker group; Ray's cleaner never learns of the new group. Mostly the
+ledger records it and the sweep driver removes it. But once (CI, `ray job submit` on 3 CPUs) the
+controller was killed 0.3 s after it asked the GCS for the new group, before the ledger line was
+written, and the GCS, which had already been told the controller was dying, never marked the
+group's creator dead: nothing would ever have removed it. So the sweep driver also looks at the
+whole GCS table (:func:`groups_of_dead_actors`): a group of the sweep's job whose creator actor is
+dead is removed, ledger or not.
 """
 
 from __future__ import annotations
@@ -145,8 +152,6 @@ def release_orphans(run_dir: str | Path, ended_at: float, grace_s: float, gcs_ad
     the caller asks again later). Needs ``ray`` initialised.
     """
     import ray
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import PlacementGroup, remove_placement_group
 
     entries = read_ledger(run_dir)
     if not entries:
@@ -162,10 +167,45 @@ def release_orphans(run_dir: str | Path, ended_at: float, grace_s: float, gcs_ad
         if alive and since < grace_s:
             waiting = True
             continue
-        remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(entry["placement_group"])))
+        remove_group(entry["placement_group"])
         released.append(Released(entry["placement_group"], entry.get("bundles", []), entry.get("controller"),
                                  "grace period over" if alive else "controller dead"))
     return released, waiting
+
+
+def groups_of_dead_actors(job_id: str) -> list[Released]:
+    """Every placement group still reserved (not detached) that an actor of job ``job_id`` created
+    and that actor is dead (``controller`` is the dead actor).
+
+    A live actor's group is never listed, nor one the job's driver created (Tune's trial groups:
+    the GCS names no creator actor for those). A dead actor's group serves no one: its workers
+    were its children and died with it. Reads the GCS tables (no dashboard needed); needs ``ray``
+    initialised in a process of that job's cluster."""
+    import ray
+    from ray.core.generated import gcs_pb2
+
+    gcs = ray._private.state.state._connect_and_get_accessor()
+    nil_actor = ray.ActorID.nil().hex()
+    found = []
+    for raw in gcs.get_placement_group_table():
+        pg = gcs_pb2.PlacementGroupTableData.FromString(raw)
+        creator = pg.creator_actor_id.hex()
+        state = gcs_pb2.PlacementGroupTableData.PlacementGroupState.Name(pg.state)
+        if (pg.creator_job_id.hex() != job_id or pg.is_detached or creator == nil_actor
+                or state not in RESERVING):
+            continue
+        # creator_actor_dead alone misses the group a dying actor asked for (see the module's doc)
+        if pg.creator_actor_dead or ray._private.state.actors(creator).get("State") == "DEAD":
+            found.append(Released(pg.placement_group_id.hex(), [dict(b.unit_resources) for b in pg.bundles],
+                                  creator, "controller dead"))
+    return found
+
+
+def remove_group(placement_group: str) -> None:
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, remove_placement_group
+
+    remove_placement_group(PlacementGroup(PlacementGroupID.from_hex(placement_group)))
 
 
 def _actor_alive(actor_id: str | None, gcs_address: str | None) -> bool:
