@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from rxsweep.cluster import free_port
+from rxsweep.cluster import free_ports
 from rxsweep.tuning import sweep_files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,15 +102,16 @@ class HeadNode:
 
     def __init__(self, bin_dir: Path, num_cpus: int = 3) -> None:
         self.tmpdir = ray_tmpdir()
-        self.dashboard_port = free_port()
+        names = ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
+                 "runtime-env-agent-port", "ray-client-server-port")
+        self.dashboard_port, *component_ports = free_ports(1 + len(names))
         self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_TMPDIR": self.tmpdir}
         self.env.pop("RAY_ADDRESS", None)
         # Every listening port its own: the job agent's default port (52365) is shared by every Ray
         # on the machine, and a head node whose agent lost it answers `ray job submit` with "No
         # available agent to submit job" for good (seen with a second Ray running here).
-        ports = [f"--{name}={free_port()}" for name in ("port", "dashboard-agent-listen-port",
-                                                         "dashboard-agent-grpc-port", "metrics-export-port",
-                                                         "runtime-env-agent-port", "ray-client-server-port")]
+        # (picked together: one at a time, the kernel once gave two of them the same port)
+        ports = [f"--{name}={port}" for name, port in zip(names, component_ports)]
         started = subprocess.run(
             [str(bin_dir / "python"), "-m", "ray.scripts.scripts", "start", "--head", *ports,
              f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}", "--disable-usage-stats"],
