@@ -21,7 +21,7 @@ import math
 import pandas as pd
 
 from rxsweep.analysis.sweep_folder import Sweep
-from rxsweep.metrics.embedding_scores import mixing_scores, read_embeddings
+from rxsweep.metrics.embedding_scores import mixing_scores, prediction_accuracies, read_embeddings
 from rxsweep.metrics.posthoc import corrected_profiles
 from rxsweep.metrics.replicate_retrieval import replicate_retrieval
 from rxsweep.metrics.well_profiles import stack, well_profiles
@@ -59,10 +59,7 @@ def features_row(sweep: Sweep) -> dict | None:
     table = read_embeddings(sweep.features_baseline)
     row = {"trial_id": FEATURES, "status": "baseline", "method": "features"}
     for split in ("heldout_val", "heldout_test"):
-        rows = table[table["split"] == split]
-        treat = rows[rows["well_type"] == "treatment"]
-        row[f"{split}_acc"] = float((treat["prediction"] == treat["label"]).mean()) if len(treat) else math.nan
-        row[f"{split}_acc_all"] = float((rows["prediction"] == rows["label"]).mean()) if len(rows) else math.nan
+        row.update(prediction_accuracies(table, split))
     row.update(_profile_scores(well_profiles(table, SPLIT)))
     return row
 

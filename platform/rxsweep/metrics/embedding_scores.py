@@ -30,7 +30,7 @@ from .well_profiles import MIXING_PARAMETER_KEYS, stack, well_mixing_scores, wel
 
 MIXING_KEYS = ("mixing", *(f"mixing/{k}" for k in SCORE_KEYS))
 __all__ = ["MIXING_KEYS", "MIXING_PARAMETER_KEYS", "epoch_scores", "mixing_scores", "plate_design",
-           "read_embeddings", "retention_scores", "stack"]
+           "prediction_accuracies", "read_embeddings", "retention_scores", "stack"]
 
 
 def read_embeddings(path: str | Path) -> pd.DataFrame:
@@ -44,6 +44,20 @@ def epoch_scores(table) -> dict[str, float | str]:
     scores = mixing_scores(frame, "heldout_val")
     scores.update({f"heldout_test_{k}": v for k, v in mixing_scores(frame, "heldout_test").items()})
     return scores
+
+
+def prediction_accuracies(frame: pd.DataFrame, split: str) -> dict[str, float]:
+    """``{split}_acc`` over treatment sites and ``{split}_acc_all`` over every site of one split,
+    from the stored ``prediction`` column (for a table without log-probs that mean anything, such
+    as the features baseline's); NaN where there is no row to score. retention_scores computes
+    the same two from the log-probs."""
+    rows = frame[frame["split"] == split]
+    treat = rows[rows["well_type"] == "treatment"]
+    return {f"{split}_acc": _hit_rate(treat), f"{split}_acc_all": _hit_rate(rows)}
+
+
+def _hit_rate(rows: pd.DataFrame) -> float:
+    return float((rows["prediction"] == rows["label"]).mean()) if len(rows) else math.nan
 
 
 def mixing_scores(frame: pd.DataFrame, split: str = "heldout_val") -> dict[str, float | str]:

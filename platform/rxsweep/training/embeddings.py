@@ -55,12 +55,13 @@ def embeddings_table(parts: dict[str, list[dict[str, np.ndarray]]], sites: pd.Da
     frame, matrix, logp = frame.iloc[order].reset_index(drop=True), matrix[order], logp[order]
     table = pa.Table.from_pandas(frame.astype({"plate": np.int64, "label": np.int64,
                                                "prediction": np.int64}), preserve_index=False)
-    table = table.append_column("embedding", _fixed_size_list(matrix, pa.float32()))
-    return table.append_column("log_probs", _fixed_size_list(logp, pa.float16())).select(COLUMNS)
+    table = table.append_column("embedding", fixed_size_list(matrix, pa.float32()))
+    return table.append_column("log_probs", fixed_size_list(logp, pa.float16())).select(COLUMNS)
 
 
-def _fixed_size_list(matrix: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeListArray:
-    flat = pa.array(np.ascontiguousarray(matrix).reshape(-1), type=value_type)
+def fixed_size_list(matrix: np.ndarray, value_type: pa.DataType) -> pa.FixedSizeListArray:
+    """A [n, width] matrix as an Arrow fixed_size_list<value_type>[width] column."""
+    flat = pa.array(np.ascontiguousarray(matrix, dtype=value_type.to_pandas_dtype()).reshape(-1), type=value_type)
     return pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
 
 

@@ -54,7 +54,8 @@ from rxsweep.data.image_column import shape_of, to_numpy
 from rxsweep.data.ingest import FORMAT, MANIFEST
 from rxsweep.data.rxrx1_facts import CHANNELS
 from rxsweep.data.site_features import feature_names, site_features
-from rxsweep.training.embeddings import COLUMNS, SITE_COLUMNS
+from rxsweep.metrics.embedding_scores import prediction_accuracies
+from rxsweep.training.embeddings import COLUMNS, SITE_COLUMNS, fixed_size_list
 
 TRAIN_SPLIT = "train"
 HELDOUT_SPLITS = ("heldout_val", "heldout_test")
@@ -68,7 +69,6 @@ MAX_ITER = 3000
 ABSENT_LOG_PROB = -1.0e4
 #: Added to a feature's within-plate standard deviation (a feature constant on a plate becomes 0).
 PLATE_EPS = 1e-6
-TREATMENT = "treatment"
 #: Parquet schema metadata key of the baseline's own facts (n_train_sites, features, C, seconds).
 META_KEY = b"rxsweep.features_baseline"
 _SHARD_META = ["site_id", "well_id", "experiment", "plate", "well", "cell_type", "well_type", "label"]
@@ -150,10 +150,7 @@ def features_baseline_scores(table: pd.DataFrame) -> dict[str, float]:
     split with no rows), and ``n_train_sites`` (from the table's attrs; NaN if unknown)."""
     scores: dict[str, float] = {}
     for split in HELDOUT_SPLITS:
-        rows = table[table["split"] == split]
-        treat = rows[rows["well_type"] == TREATMENT]
-        scores[f"{split}_acc"] = _accuracy(treat)
-        scores[f"{split}_acc_all"] = _accuracy(rows)
+        scores.update(prediction_accuracies(table, split))
     n_train = table.attrs.get("n_train_sites")
     scores["n_train_sites"] = int(n_train) if n_train is not None else math.nan
     return scores
@@ -167,8 +164,8 @@ def write_features_baseline(path: str | Path, table: pd.DataFrame) -> Path:
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
     dim = len(table["embedding"].iloc[0]) if len(table) else int(table.attrs.get("n_features", 0))
     n_classes = len(table["log_probs"].iloc[0]) if len(table) else 0
-    arrow = arrow.append_column("embedding", _fixed_size_list(table["embedding"], dim, pa.float32()))
-    arrow = arrow.append_column("log_probs", _fixed_size_list(table["log_probs"], n_classes, pa.float16()))
+    arrow = arrow.append_column("embedding", fixed_size_list(_matrix(table["embedding"], dim), pa.float32()))
+    arrow = arrow.append_column("log_probs", fixed_size_list(_matrix(table["log_probs"], n_classes), pa.float16()))
     meta = {**(arrow.schema.metadata or {}), META_KEY: json.dumps(table.attrs).encode()}
     arrow = arrow.select(COLUMNS).replace_schema_metadata(meta)
     path = Path(path)
@@ -234,11 +231,5 @@ def _read_features(shards_dir: Path, manifest: dict, wanted: set[str]) -> tuple[
     return pd.concat(frames, ignore_index=True), np.stack(features)
 
 
-def _accuracy(rows: pd.DataFrame) -> float:
-    return float((rows["prediction"] == rows["label"]).mean()) if len(rows) else math.nan
-
-
-def _fixed_size_list(column: pd.Series, width: int, value_type: pa.DataType) -> pa.FixedSizeListArray:
-    matrix = np.stack(column.to_list()) if len(column) else np.zeros((0, width))
-    flat = pa.array(np.ascontiguousarray(matrix, dtype=value_type.to_pandas_dtype()).reshape(-1), type=value_type)
-    return pa.FixedSizeListArray.from_arrays(flat, width)
+def _matrix(column: pd.Series, width: int) -> np.ndarray:
+    return np.stack(column.to_list()) if len(column) else np.zeros((0, width))
