@@ -155,3 +155,24 @@ def test_concurrency_follows_cluster_and_trial_resources():
     assert concurrent_trials({"CPU": 16.0}, {"CPU": 1.1, "GPU": 0}, 3) == 3  # never more than trials
     with pytest.raises(ValueError, match="one trial needs"):
         concurrent_trials({"CPU": 16.0}, {"CPU": 1.1, "GPU": 1.0}, 3)
+
+
+def test_the_study_records_a_trial_stopped_early_as_pruned_and_an_error_as_failed():
+    """Every epoch reports both objectives, so a trial ASHA stopped has finite values; the study
+    must still not count them as final (TPE would treat an epoch-1 score as a finished trial's)."""
+    from rxsweep.tuning.searcher import make_searcher
+
+    space = load_space(REPO / "tests" / "spaces" / "tiny.yaml")
+    assert space.base_config().epochs == 2
+    searcher = make_searcher(space, None)
+    for trial_id in ("finished", "stopped", "failed", "unscored"):
+        assert searcher.suggest(trial_id) is not None
+    values = {"heldout_val_acc": 0.2, "mixing": 0.7}
+    searcher.on_trial_complete("finished", {"epoch": 2, **values})
+    searcher.on_trial_complete("stopped", {"epoch": 1, **values})
+    searcher.on_trial_complete("failed", {"epoch": 1, **values}, error=True)
+    searcher.on_trial_complete("unscored", {"epoch": 2, "heldout_val_acc": 0.2, "mixing": float("nan")})
+    study = searcher._ot_study
+    assert [(t.state, t.values) for t in study.trials] == [
+        (optuna.trial.TrialState.COMPLETE, [0.2, 0.7]), (optuna.trial.TrialState.PRUNED, None),
+        (optuna.trial.TrialState.FAIL, None), (optuna.trial.TrialState.PRUNED, None)]

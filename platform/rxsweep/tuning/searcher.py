@@ -20,14 +20,21 @@ class SweepOptunaSearch(OptunaSearch):
     """OptunaSearch that tells Optuna what happened to every trial.
 
     Ray's OptunaSearch tells a trial COMPLETE with whatever its last result holds: an errored
-    trial with a partial result would count as a finished one, and a trial stopped early in a
-    multi-objective study (its end-of-trial metrics never reported) would fail `tell` and stay
-    RUNNING. Here errors are FAIL, missing or NaN objectives are PRUNED.
+    trial with a partial result would count as a finished one, and so would a trial the scheduler
+    stopped early (every epoch reports both objectives, so its epoch-4 values would stand in the
+    study as if they were final). Here errors are FAIL; a trial that did not report its last epoch
+    (``epochs``, as TrialStatusWriter judges `completed`), or whose objectives are missing or NaN,
+    is PRUNED.
     """
+
+    def __init__(self, *args, epochs: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.epochs = epochs
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False):
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
-        if error or not result or any(not _finite(result.get(m)) for m in metrics):
+        if (error or not result or result.get("epoch") != self.epochs
+                or any(not _finite(result.get(m)) for m in metrics)):
             result = None  # OptunaSearch: no values + error -> FAIL, no values -> PRUNED
         super().on_trial_complete(trial_id, result=result, error=error)
 
@@ -46,6 +53,7 @@ def make_searcher(space: SearchSpace, study_file: Path | None) -> SweepOptunaSea
         storage = optuna.storages.RDBStorage(f"sqlite:///{study_file}")
     metrics = [o.metric for o in space.objectives]
     modes = [o.mode for o in space.objectives]
-    return SweepOptunaSearch(space=space.sample, sampler=sampler, storage=storage,
-                             study_name=space.name, points_to_evaluate=[dict(p) for p in space.start_with] or None, metric=metrics if len(metrics) > 1 else metrics[0],
-                             mode=modes if len(modes) > 1 else modes[0])
+    return SweepOptunaSearch(space=space.sample, sampler=sampler, storage=storage, study_name=space.name,
+                             points_to_evaluate=[dict(p) for p in space.start_with] or None,
+                             metric=metrics if len(metrics) > 1 else metrics[0],
+                             mode=modes if len(modes) > 1 else modes[0], epochs=space.base_config().epochs)
