@@ -297,8 +297,10 @@ def test_the_sweep_guard_removes_a_dead_controllers_group_that_no_ledger_names(r
     assert {r.placement_group for r in groups_of_dead_actors(job)} & {recorded, unrecorded, lives} == set()
 
     ray.kill(dying)
-    time.sleep(1)
-    assert {r.placement_group for r in groups_of_dead_actors(job)} >= {recorded, unrecorded}
+    deadline = time.time() + 60  # the GCS marks the actor DEAD once its process is gone
+    while not {r.placement_group for r in groups_of_dead_actors(job)} >= {recorded, unrecorded}:
+        assert time.time() < deadline, "the killed actor's groups were never listed"
+        time.sleep(0.5)
     PlacementGroupGuard(str(tmp_path), settle_s=0.0, grace_s=600).on_experiment_end([])
     table = ray.util.placement_group_table()
     assert [table[pg]["state"] for pg in (recorded, unrecorded, lives, drivers.id.hex())] == [
