@@ -197,11 +197,12 @@ def table_html(table: pd.DataFrame) -> str:
         css = ' class="pareto"' if bool(record.get("front")) else ""
         cells = "".join(f"<td>{html.escape(format_cell(v))}</td>" for v in row)
         body.append(f'<tr{css} data-trial="{html.escape(str(record.get("trial_id")))}">{cells}</tr>')
-    note = ("<p class='note'>Ranked on heldout_val_acc and mixing (rank = mean of the two ranks; "
-            "<b>*</b> = on the Pareto front, highlighted). heldout_test_acc is shown, never used to rank. "
-            "heldout_val_plate_acc is plate-constrained accuracy: it uses the plate design (each plate "
-            "holds one known group of siRNAs). Trials stopped early or failed have no mixing score and "
-            "are listed below the ranked ones.</p>")
+    note = ("<p class='note'>Ranked on heldout_val_acc (treatment wells) and mixing (rank = mean of "
+            "the two ranks; <b>*</b> = on the Pareto front, highlighted). heldout_test_acc is shown, never "
+            "used to rank. heldout_val_plate_acc is plate-constrained accuracy: it uses the plate design "
+            "(each plate holds one known group of siRNAs). Trials stopped early are ranked on their last "
+            "epoch; failed trials and trials without both scores are listed below the ranked ones; the "
+            "post-hoc and features rows come last, shown for reference, never ranked.</p>")
     return (f'<div class="ranking"><table id="ranking"><thead><tr>{head}</tr></thead>'
             f"<tbody>{''.join(body)}</tbody></table></div>{note}")
 
