@@ -165,3 +165,44 @@ def test_augmentation_keeps_pixels_and_crops_on_device():
     jitter = BatchTransform("none", None, [], [], AugmentSpec(False, False, None, 0.2), seed=0)(images, ids, ids, train=True)
     ratio = jitter.std(dim=(2, 3)) / (images.float() / 255).std(dim=(2, 3))
     assert 0.79 < ratio.min() < ratio.max() < 1.21 and ratio.std() > 0.01
+
+
+def test_weighted_batches_stream_exactly_the_drawn_multiset_seeded(shards):
+    """Adaptive resampling's epoch: each site of the real stream emitted as often as it was drawn,
+    images intact, in an order the generator fixes; a partial last batch dropped."""
+    from rxsweep.data.weighted_batches import draw_counts, weighted_batches
+
+    index = _split(shards, val_experiments=("HUVEC-02",), test_experiments=("HEPG2-03",))
+    dataset = split_dataset(index, "train").materialize()
+    images = {int(i): img for b in dataset.iter_batches(batch_size=32, batch_format="numpy")
+              for i, img in zip(b["site_index"], b["image"])}
+    sites = np.array(sorted(images))
+    p = np.linspace(1, 10, len(sites))
+    p /= p.sum()
+
+    def epoch(seed: int, buffer_rows: int = 24):
+        rng = np.random.default_rng(seed)
+        counts = np.zeros(len(index.table), dtype=np.int64)
+        counts[sites] = draw_counts(p, len(sites), rng)
+        stream = dataset.iter_batches(batch_size=7, batch_format="numpy")
+        return counts, list(weighted_batches(stream, counts, 8, buffer_rows, rng))
+
+    counts, batches = epoch(1)
+    emitted = np.concatenate([b["site_index"] for b in batches])
+    assert all(len(b["site_index"]) == 8 for b in batches) and len(emitted) == len(sites) // 8 * 8
+    got = np.bincount(emitted, minlength=len(counts))
+    assert (got <= counts).all() and counts.sum() - got.sum() < 8  # all but the dropped remainder
+    assert counts[sites].max() > 1 and (counts[sites] == 0).any()  # with replacement
+    for b in batches:
+        assert all(np.array_equal(img, images[int(i)]) for i, img in zip(b["site_index"], b["image"]))
+    again = epoch(1)[1]
+    assert all(np.array_equal(a["site_index"], b["site_index"]) for a, b in zip(batches, again))
+    assert not np.array_equal(emitted, np.concatenate([b["site_index"] for b in epoch(2)[1]]))
+    # heavier sites are drawn more: the top third of p against the bottom third
+    third = len(sites) // 3
+    assert counts[sites[-third:]].sum() > 2 * counts[sites[:third]].sum()
+    # no buffer: the sites leave in the stream's order, each repeated in place
+    plain_counts, plain = epoch(1, buffer_rows=0)
+    order = np.concatenate([b["site_index"] for b in plain])
+    stream = np.concatenate([b["site_index"] for b in dataset.iter_batches(batch_size=7, batch_format="numpy")])
+    assert np.array_equal(order, np.repeat(stream, plain_counts[stream])[:len(order)])

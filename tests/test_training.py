@@ -36,7 +36,7 @@ SPLIT = {"val_experiments": ["HUVEC-02"], "test_experiments": ["HEPG2-01"]}
 # Small heads and 6 steps an epoch keep a run to seconds of compute; the rest is the default.
 TINY = {**SPLIT, "epochs": 2, "batch_size": 16, "max_steps_per_epoch": 6, "embedding_dim": 64,
         "domain_width": 256}
-TIMING = {"images_per_s", "train_time_s", "eval_time_s", "epoch_time_s"}
+TIMING = {"images_per_s", "train_time_s", "eval_time_s", "epoch_time_s", "ar_time_s"}
 EVERY_METRIC = {"epoch", "train_loss", "label_loss", "domain_loss", "train_acc", "domain_acc", "lambda",
                 "val_acc", "heldout_val_acc", "heldout_test_acc", "heldout_val_top5", "heldout_test_top5",
                 "heldout_val_acc/HUVEC", "heldout_test_acc/HEPG2", "images_per_s"}
@@ -244,22 +244,21 @@ def test_erm_run_reports_every_metric(shards, tmp_path):
     assert (out / run_files.EMBEDDINGS_FILE).exists()
 
 
-def test_killed_run_resumes_at_epoch_2_with_the_same_metrics(shards, tmp_path, dann_run, ray_session, capsys):
-    """Kill the driver for real after its first checkpoint; the rerun must continue at epoch 2 and,
-    the loop being seeded per (seed, epoch, rank), reproduce the uninterrupted run's metrics."""
-    out = tmp_path / "killed"
+def _kill_after_first_checkpoint(shards: Path, out: Path, overrides: dict, ray_session) -> None:
+    """Run `train` in a subprocess and SIGKILL it as soon as epoch 1's checkpoint is reported."""
     script = textwrap.dedent(f"""
         from rxsweep.training.runner import train
-        train({str(shards)!r}, {str(out)!r}, overrides={TINY!r})
+        train({str(shards)!r}, {str(out)!r}, overrides={overrides!r})
     """)
     env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
-    log = open(tmp_path / "killed.log", "w")
+    log_path = out.parent / f"{out.name}.log"
+    log = open(log_path, "w")
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)
     deadline = time.monotonic() + 180
     try:
         while not [r for r in history(out) if r["epoch"] == 1]:
-            assert proc.poll() is None, (tmp_path / "killed.log").read_text()[-3000:]
+            assert proc.poll() is None, log_path.read_text()[-3000:]
             assert time.monotonic() < deadline, "no first checkpoint within 180 s"
             time.sleep(0.05)
     finally:
@@ -270,6 +269,12 @@ def test_killed_run_resumes_at_epoch_2_with_the_same_metrics(shards, tmp_path, d
     assert (out / run_files.checkpoint_dir_name(1) / run_files.STATE_FILE).exists()
     assert not (out / "result.json").exists()
 
+
+def test_killed_run_resumes_at_epoch_2_with_the_same_metrics(shards, tmp_path, dann_run, ray_session, capsys):
+    """Kill the driver for real after its first checkpoint; the rerun must continue at epoch 2 and,
+    the loop being seeded per (seed, epoch, rank), reproduce the uninterrupted run's metrics."""
+    out = tmp_path / "killed"
+    _kill_after_first_checkpoint(shards, out, TINY, ray_session)
     capsys.readouterr()
     train(shards, out, overrides=TINY)
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch=")]
@@ -407,3 +412,105 @@ def test_erm_with_the_default_settings_learns_the_treatments(shards, tmp_path):
     print(f"ERM, default settings: held-out treatment accuracy {final['heldout_val_acc']:.3f} (validation), "
           f"{final['heldout_test_acc']:.3f} (test); chance {chance:.3f}")
     assert final["heldout_val_acc"] >= 3 * chance and final["heldout_test_acc"] >= 3 * chance
+
+
+# --------------------------------------------------------------------------- adaptive resampling
+
+AR = {**TINY, "epochs": 3, "resampling": "adaptive", "ar_bins": 20}
+
+
+@pytest.fixture(scope="module")
+def ar_run(shards, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "ar"
+    train(shards, out, overrides=AR, echo=False)
+    return out
+
+
+def test_workers_parts_of_the_training_split_are_disjoint_whole_and_streamed(shards, ray_session):
+    from rxsweep.data.stream import split_dataset
+    from rxsweep.training.plan import preflight
+
+    plan = preflight(TrainConfig.from_dict(SPLIT), shards)
+    train_rows = plan.index.table.index[plan.index.table["split"] == "train"].to_numpy()
+    assert np.array_equal(plan.train_sites(), np.sort(train_rows))
+    for world in (2, 3):
+        parts = [plan.train_sites(r, world) for r in range(world)]
+        together = np.concatenate(parts)
+        assert len(together) == len(set(together)) and set(together) == set(train_rows)
+        assert max(map(len, parts)) - min(map(len, parts)) <= 1
+        assert all(np.array_equal(p, plan.train_sites(r, world)) for r, p in enumerate(parts))  # fixed
+    part = plan.train_sites(1, 2)
+    streamed = np.concatenate([b["site_index"] for b in split_dataset(plan.index, "train", sites=part)
+                              .iter_batches(batch_size=64, batch_format="numpy")])
+    assert sorted(streamed) == sorted(part)
+
+
+def test_adaptive_run_draws_by_its_weights_from_the_training_embeddings(ar_run, shards):
+    """Epoch 1 is the plain warm-up; epochs 2-3 are drawn by weights computed from the training
+    pass's own embeddings, and the checkpoint holds exactly the weights of the next epoch."""
+    from rxsweep.training.plan import preflight
+    from rxsweep.training.resampling import mix_uniform, resampling_weights, weight_summary
+
+    rows = history(ar_run)
+    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert rows[0]["ar_ess"] == 1.0 and rows[0]["ar_max_weight"] == 1.0  # uniform: the warm-up
+    for row in rows:
+        shares = [row[f"ar_share/{t}"] for t in ("HEPG2", "HUVEC", "RPE", "U2OS") if f"ar_share/{t}" in row]
+        assert sum(shares) == pytest.approx(1.0) and 0 < row["ar_share/controls"] < 1
+    plan = preflight(TrainConfig.from_dict(AR), shards)
+    n_train = len(plan.train_sites())
+    for epoch in (2, 3):
+        state = ckpt.load_state(ar_run / run_files.checkpoint_dir_name(epoch))["resampling"]
+        seen = state["seen"].numpy()
+        # 6 steps of 16 an epoch: the memory holds the sites the epochs drew, the rest weigh the mean
+        assert 0 < seen.sum() <= 16 * 6 * epoch and np.array_equal(state["sites"].numpy(), plan.train_sites())
+        expected = np.full(n_train, 1 / n_train)
+        expected[seen] = resampling_weights(state["memory"].numpy()[seen], 20, 1e-3) * seen.sum() / n_train
+        assert np.allclose(state["weights"].numpy(), expected)
+        if epoch == 2:  # epoch 3 was drawn by what epoch 2's checkpoint holds
+            assert rows[2]["ar_ess"] == pytest.approx(weight_summary(mix_uniform(expected, 0.1))["ar_ess"])
+            assert rows[2]["ar_max_weight"] == pytest.approx(weight_summary(mix_uniform(expected, 0.1))["ar_max_weight"])
+    assert rows[1]["ar_ess"] < 1 and rows[1]["ar_max_weight"] > 1
+
+
+def test_killed_adaptive_run_redraws_its_epochs_exactly(ar_run, shards, tmp_path, ray_session):
+    """The AR weights and embedding memory travel in the checkpoint: a run killed after epoch 1
+    draws epochs 2 and 3 as the uninterrupted run did, so every metric repeats."""
+    out = tmp_path / "ar-killed"
+    _kill_after_first_checkpoint(shards, out, AR, ray_session)
+    train(shards, out, overrides=AR, echo=False)
+    assert [untimed(r) for r in history(out)] == [untimed(r) for r in history(ar_run)]
+
+
+def test_precomputed_weights_are_checked_and_drawn_by(shards, tmp_path):
+    """ar_weights_from: a weight a site (here all on HUVEC) draws only HUVEC sites with ar_mix 0;
+    unknown site ids are refused by name before any worker; an embedding column gives AR weights."""
+    import pandas as pd
+
+    from rxsweep.training.plan import preflight
+    from rxsweep.training.resampling import resampling_weights
+
+    index = open_shards(shards)
+    sites = index.table[["site_id", "cell_type"]]
+    weights = tmp_path / "weights.parquet"
+    pd.DataFrame({"site_id": sites["site_id"], "weight": (sites["cell_type"] == "HUVEC").astype(float)}) \
+        .to_parquet(weights)
+    overrides = {**TINY, "epochs": 1, "resampling": "adaptive", "ar_mix": 0.0, "ar_weights_from": str(weights)}
+    train(shards, tmp_path / "run", overrides=overrides, echo=False)
+    row = history(tmp_path / "run")[0]
+    assert row["ar_share/HUVEC"] == 1.0 and row["ar_ess"] < 1
+
+    bad = tmp_path / "bad.parquet"
+    pd.DataFrame({"site_id": ["HUVEC-99_1_B02_1", *sites["site_id"]], "weight": 1.0}).to_parquet(bad)
+    with pytest.raises(ConfigError, match=r"lists site ids that are in no shard: \['HUVEC-99_1_B02_1'\]"):
+        train(shards, tmp_path / "bad-run", overrides={**overrides, "ar_weights_from": str(bad)}, echo=False)
+    assert not (tmp_path / "bad-run").exists()
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(len(sites), 8))
+    embedded = tmp_path / "embedded.parquet"
+    pd.DataFrame({"site_id": sites["site_id"], "embedding": list(vectors)}).to_parquet(embedded)
+    plan = preflight(TrainConfig.from_dict({**overrides, "ar_weights_from": str(embedded)}), shards)
+    assert np.allclose(plan.ar_weights, resampling_weights(vectors[plan.train_sites()], 100, 1e-3))
+    with pytest.raises(ConfigError, match="ar_weights_from='x.parquet' needs resampling: adaptive"):
+        TrainConfig.from_dict({"ar_weights_from": "x.parquet"})

@@ -106,8 +106,10 @@ def with_splits(index: ShardIndex, spec: SplitSpec) -> ShardIndex:
     return replace(index, table=table)
 
 
-def split_dataset(index: ShardIndex, split: str, materialize: bool = False):
-    """A Ray Dataset of one split's sites, read from just the shards (and row groups) that hold them."""
+def split_dataset(index: ShardIndex, split: str, materialize: bool = False, sites: np.ndarray | None = None):
+    """A Ray Dataset of one split's sites, read from just the shards (and row groups) that hold them.
+    ``sites``: only these rows of ``index.table`` (site_index values) of the split, e.g. one Train
+    worker's part of the training split."""
     import ray
 
     from rxsweep.data.shard_source import ShardDatasource  # imports Ray Data: only when reading
@@ -117,6 +119,8 @@ def split_dataset(index: ShardIndex, split: str, materialize: bool = False):
     if "split" not in index.table.columns:
         raise ValueError("call with_splits(index, spec) before split_dataset")
     chosen = index.table[index.table["split"] == split]
+    if sites is not None:
+        chosen = chosen[chosen.index.isin(sites)]
     if chosen.empty:
         raise ValueError(f"split {split!r} has no sites; check the split settings")
     parts = [(str(index.root / shard), rows["row"].to_numpy(),

@@ -52,12 +52,16 @@ def set_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] 
 
 
 def save_checkpoint(directory: str | Path, *, model: torch.nn.Module, optimizer, scheduler,
-                    epoch: int, step: int, rng: dict, config_yaml: str, history: list[dict]) -> None:
-    """Write an epoch's checkpoint files into ``directory`` (rank 0 only)."""
+                    epoch: int, step: int, rng: dict, config_yaml: str, history: list[dict],
+                    resampling: dict | None = None) -> None:
+    """Write an epoch's checkpoint files into ``directory`` (rank 0 only). ``resampling``: the
+    adaptive-resampling state (tensors; rxsweep.training.resampler), which draws the next epoch."""
     directory = Path(directory)
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "epoch": int(epoch), "step": int(step), "rng": rng},
-               directory / STATE_FILE)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": int(epoch), "step": int(step), "rng": rng}
+    if resampling is not None:
+        state["resampling"] = resampling
+    torch.save(state, directory / STATE_FILE)
     (directory / CONFIG_FILE).write_text(config_yaml)
     write_history(directory / HISTORY_FILE, history)
 

@@ -29,6 +29,8 @@ from rxsweep.models import ADVERSARIES, DOMAIN_LABELS, list_backbones, list_sche
 
 #: Which training sites the domain loss sees (see TrainConfig.domain_sites).
 DOMAIN_SITES = ("all", "controls")
+#: How each epoch's training sites are drawn (see TrainConfig.resampling).
+RESAMPLING = ("none", "adaptive")
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,7 @@ def hparam(default, help: str, *, choices=None, low=None, high=None, log=False, 
 
 #: Conditions shared by several hyperparameters.
 DANN_ONLY = {"domain_label": ("experiment", "plate")}
+AR_ONLY = {"resampling": ("adaptive",)}
 
 
 def setting(default, help: str, *, choices=None, low=None, high=None):
@@ -138,6 +141,26 @@ class TrainConfig:
     class_balance: bool = hparam(
         True, "weigh the siRNA loss by inverse class frequency in training (every control is on "
         "every plate, so controls outnumber each treatment)", choices=(True, False))
+    # ------------------------------------------------------------------ sampling of the sites
+    resampling: str = hparam(
+        "none", "how each epoch draws its training sites: none (each site once, shuffled) | adaptive "
+        "(AR: with replacement, by the rarity of each site's embedding in the previous epoch; "
+        "rxsweep.training.resampling)", choices=RESAMPLING)
+    ar_bins: int = hparam(100, "AR: histogram bins per embedding dimension", choices=(25, 50, 100),
+                          low=1, maximum=10_000, when=AR_ONLY)
+    ar_smoothing: float = hparam(1e-3, "AR: added to each bin's density before inverting it (larger: "
+                                 "flatter weights)", low=1e-4, high=1e-1, log=True, minimum=0.0,
+                                 maximum=10.0, when=AR_ONLY)
+    ar_warmup_epochs: int = hparam(1, "AR: epochs of plain sampling before the first weights (the "
+                                   "weights need an embedding that has learned something)", low=1,
+                                   high=3, maximum=1_000, when=AR_ONLY)
+    ar_mix: float = hparam(0.1, "AR: share of each epoch's draws that is uniform, so no site's chance "
+                           "falls to 0 (smoothing alone does not guarantee it)", low=0.0, high=0.5,
+                           maximum=1.0, when=AR_ONLY)
+    ar_weights_from: Optional[str] = setting(
+        None, "AR from precomputed weights: a Parquet of site_id and weight, or of site_id and "
+        "embedding (weights computed once with ar_bins and ar_smoothing); used from the first epoch, "
+        "ar_warmup_epochs ignored. Needs resampling: adaptive")
     # ------------------------------------------------------------------- images and augmentation
     normalization: str = hparam("plate", "per-channel normalisation (see rxsweep.data.transforms)",
                                 choices=NORMALIZATIONS)
@@ -185,6 +208,11 @@ class TrainConfig:
         return self.adversary if self.adversarial else "erm"
 
     @property
+    def adaptive(self) -> bool:
+        """True when epochs are drawn by adaptive resampling (rxsweep.training.resampling)."""
+        return self.resampling == "adaptive"
+
+    @property
     def use_gpu(self) -> bool:
         return self.gpus_per_worker > 0
 
@@ -207,6 +235,9 @@ class TrainConfig:
             object.__setattr__(self, f.name, _check_type(f.name, getattr(self, f.name), hints[f.name]))
         for f in dataclasses.fields(self):
             _check_range(f.name, getattr(self, f.name), f.metadata["spec"])
+        if self.ar_weights_from is not None and self.resampling != "adaptive":
+            raise ConfigError(f"ar_weights_from={self.ar_weights_from!r} needs resampling: adaptive "
+                              f"(got {self.resampling!r})")
         if set(self.val_experiments) & set(self.test_experiments):
             raise ConfigError(f"experiments {sorted(set(self.val_experiments) & set(self.test_experiments))} "
                               "are in both val_experiments and test_experiments")

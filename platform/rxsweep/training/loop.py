@@ -29,11 +29,12 @@ from rxsweep.training import checkpointing as ckpt
 from rxsweep.training import run_files
 from rxsweep.training.recipe import (build_model, build_optimizer, build_scheduler, lambda_at,
                                           train_step)
+from rxsweep.training.resampler import AdaptiveResampler
 from rxsweep.training.config import ConfigError, TrainConfig
 from rxsweep.training.embeddings import embeddings_table, write_embeddings
 from rxsweep.training.evaluate import (all_gather_objects, all_reduce, eval_metrics, evaluate,
                                        model_embedding_dim, model_n_classes)
-from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, RunPlan
+from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, RunPlan
 
 #: Config fields that may change between a run and its resumption (they don't shape the state).
 RESUMABLE_CHANGES = {"num_workers", "cpus_per_worker", "gpus_per_worker", "keep_checkpoints",
@@ -56,6 +57,7 @@ def seed_epoch(seed: int, epoch: int, rank: int, generators: dict[str, torch.Gen
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: {"cfg": TrainConfig.to_dict(), "plan": RunPlan,
+    "train_datasets": [training dataset name of rank r, ...] (one name: one worker),
     "eval_datasets": {split: [dataset name of rank r, ...]}, "epoch_scores": None or a
     function of an epoch's held-out embeddings table returning extra metrics for its report}.
 
@@ -76,6 +78,7 @@ def train_loop_per_worker(config: dict) -> None:
     optimizer = build_optimizer(cfg, model)
     scheduler = build_scheduler(cfg, optimizer, plan.total_steps)
     start_epoch, step, history = 1, 0, []
+    resampler = AdaptiveResampler(cfg, plan, rank, world) if cfg.adaptive else None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
@@ -86,6 +89,8 @@ def train_loop_per_worker(config: dict) -> None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, step = state["epoch"] + 1, state["step"]
+        if resampler is not None:
+            resampler.load(state.get("resampling"))
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     raw = model
@@ -97,7 +102,8 @@ def train_loop_per_worker(config: dict) -> None:
     domain_lut = torch.tensor(plan.domain_lut or [0], dtype=torch.long, device=device)
     class_weights = torch.tensor(plan.class_weights(), device=device) if cfg.class_balance else None
     domain_key = "plate_id" if cfg.domain_label == "plate" else "experiment_id"
-    train_data = ray.train.get_dataset_shard(TRAIN_SPLIT)
+    train_names = config["train_datasets"]
+    train_data = ray.train.get_dataset_shard(train_names[rank] if len(train_names) > 1 else train_names[0])
     eval_data = {s: ray.train.get_dataset_shard(names[rank] if len(names) > 1 else names[0])
                  for s, names in config["eval_datasets"].items()}
     n_types = len(plan.cell_types)
@@ -108,10 +114,14 @@ def train_loop_per_worker(config: dict) -> None:
         sums = torch.zeros(7, dtype=torch.float64, device=device)
         lam, taken = 0.0, 0
         started = time.perf_counter()
-        shuffle_seed = derive_seed(cfg.seed, epoch, rank, 100) % 2**32 if cfg.shuffle_buffer else None
-        batches = train_data.iter_torch_batches(
-            batch_size=cfg.batch_size, drop_last=True, prefetch_batches=2,
-            local_shuffle_buffer_size=cfg.shuffle_buffer or None, local_shuffle_seed=shuffle_seed)
+        if resampler is not None and resampler.active:  # drawn with replacement by the AR weights
+            draw = np.random.default_rng(derive_seed(cfg.seed, epoch, rank, 200))
+            batches = resampler.batches(train_data, cfg.batch_size, cfg.shuffle_buffer, draw)
+        else:
+            shuffle_seed = derive_seed(cfg.seed, epoch, rank, 100) % 2**32 if cfg.shuffle_buffer else None
+            batches = train_data.iter_torch_batches(
+                batch_size=cfg.batch_size, drop_last=True, prefetch_batches=2,
+                local_shuffle_buffer_size=cfg.shuffle_buffer or None, local_shuffle_seed=shuffle_seed)
         for batch in batches:
             if taken == plan.steps_per_epoch:
                 break
@@ -124,6 +134,8 @@ def train_loop_per_worker(config: dict) -> None:
             domains = domain_lut[batch[domain_key].to(device)] if cfg.adversarial else None
             out = train_step(model, optimizer, scheduler, x, labels, domains, cfg, device,
                              is_treatment=batch["is_treatment"].to(device), class_weights=class_weights)
+            if resampler is not None:
+                resampler.collect(batch["site_index"], out.embedding)
             n = len(labels)
             sums += torch.stack([out.loss.double() * n, out.label_loss.double() * n,
                                  out.domain_loss.double() * out.domain_seen.double(), out.correct.double(),
@@ -134,12 +146,18 @@ def train_loop_per_worker(config: dict) -> None:
             taken += 1
         sums = all_reduce(sums)  # waits for this worker's last step too
         train_s = float(all_reduce(torch.tensor(time.perf_counter() - started), op="max"))
+        if resampler is not None:  # what this epoch drew; the next epoch's weights
+            ar_started = time.perf_counter()
+            drawn = resampler.end_epoch(epoch)
+            drawn["ar_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - ar_started), op="max"))
 
         eval_started = time.perf_counter()
         evals = {s: evaluate(raw, it.iter_torch_batches(batch_size=cfg.batch_size, prefetch_batches=2),
                              transform, n_types, device, collect=s in EMBEDDING_SPLITS)
                  for s, it in eval_data.items()}
         metrics = _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
+        if resampler is not None:
+            metrics.update(drawn)
         metrics["eval_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - eval_started), op="max"))
         metrics["epoch_time_s"] = train_s + metrics["eval_time_s"]
         history.append(json_safe(metrics))
@@ -156,7 +174,7 @@ def train_loop_per_worker(config: dict) -> None:
                     history[-1] = json_safe(metrics)
                 ckpt.save_checkpoint(tmp, model=raw, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                      step=step, rng=ckpt.rng_state(generators), config_yaml=cfg.to_yaml(),
-                                     history=history)
+                                     history=history, resampling=resampler and resampler.state())
                 checkpoint = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=checkpoint,
                              checkpoint_dir_name=run_files.checkpoint_dir_name(epoch))

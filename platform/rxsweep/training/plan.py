@@ -13,6 +13,7 @@ import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rxsweep.data.stream import ShardIndex, batch_transform, open_shards, with_splits
@@ -25,6 +26,9 @@ from rxsweep.training.run_files import SPLIT_COLUMNS
 TRAIN_SPLIT = "train"
 EVAL_SPLITS = ("val", "heldout_val", "heldout_test")
 EMBEDDING_SPLITS = ("heldout_val", "heldout_test")
+
+#: Seed stream of the partition of the training sites among Train workers (RunPlan.train_sites).
+PARTITION_STREAM = 7
 
 _SPLIT_FIX = {
     "train": "hold out fewer experiments (n_val_per_cell_type / n_test_per_cell_type or the explicit lists)",
@@ -55,6 +59,10 @@ class RunPlan:
     steps_per_epoch: int  # per worker (every worker takes the same number of steps)
     total_steps: int  # steps_per_epoch x epochs: the denominator of training progress p
     backbone_kwargs: dict  # extra create_backbone arguments (ViT's img_size)
+    split_seed: int = 0  # the config's split_seed: also seeds the workers' parts of the training split
+    #: adaptive resampling from a file (ar_weights_from): a weight a training site, in the order of
+    #: train_sites(); None: AR computes its weights from the run's own embeddings, or no AR
+    ar_weights: np.ndarray | None = None
 
     @property
     def n_domains(self) -> int:
@@ -76,6 +84,18 @@ class RunPlan:
         for label, count in counts.items():
             weights[int(label)] = len(labels) / (len(counts) * count)
         return weights
+
+    def train_sites(self, rank: int = 0, world: int = 1) -> np.ndarray:
+        """The training sites (rows of ``index.table``, ascending) that Train worker ``rank`` of
+        ``world`` trains on: all of them for one worker, else every world-th site of a permutation
+        seeded by the split's seed (a run setting, so every trial of a sweep shares the parts and
+        the datasets built from them). The parts are disjoint, their union is the training split,
+        and their sizes differ by at most one site."""
+        rows = self.index.table.index[self.index.table["split"] == TRAIN_SPLIT].to_numpy()
+        if world == 1:
+            return np.sort(rows)
+        order = np.random.default_rng([PARTITION_STREAM, self.split_seed]).permutation(rows)
+        return np.sort(order[rank::world])
 
     @property
     def splits(self) -> pd.DataFrame:
@@ -149,5 +169,11 @@ def preflight(cfg: TrainConfig, shards_dir: str | Path, index: ShardIndex | None
         kwargs["img_size"] = input_size  # ViT: position grid for this input size
     plan = RunPlan(index=index, in_channels=channels, input_size=input_size, n_classes=index.n_classes,
                    split_sizes=split_sizes, domain_lut=lut, domain_names=names, steps_per_epoch=steps,
-                   total_steps=steps * cfg.epochs, backbone_kwargs=kwargs)
+                   total_steps=steps * cfg.epochs, backbone_kwargs=kwargs, split_seed=cfg.split_seed)
+    if cfg.ar_weights_from is not None:
+        from rxsweep.training.ar_weights_file import read_ar_weights
+
+        plan.ar_weights = read_ar_weights(cfg.ar_weights_from, index.table["site_id"],
+                                          index.table.loc[plan.train_sites(), "site_id"], cfg.ar_bins,
+                                          cfg.ar_smoothing)
     return plan

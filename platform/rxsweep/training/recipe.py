@@ -97,6 +97,7 @@ class StepOutput:
     correct: torch.Tensor  # label predictions right in this batch
     domain_correct: torch.Tensor  # domain predictions right (0 for ERM)
     domain_seen: torch.Tensor  # sites the domain loss saw (0 for ERM)
+    embedding: torch.Tensor  # [N, D] the batch's embeddings, detached (adaptive resampling keeps them)
 
 
 def train_step(model: nn.Module, optimizer, scheduler, x: torch.Tensor, labels: torch.Tensor,
@@ -128,4 +129,5 @@ def train_step(model: nn.Module, optimizer, scheduler, x: torch.Tensor, labels: 
     optimizer.step()
     scheduler.step()
     correct = (out["logits"].argmax(1) == labels).sum()
-    return StepOutput(loss.detach(), label_loss.detach(), dom_loss.detach(), correct, dom_correct, dom_seen)
+    return StepOutput(loss.detach(), label_loss.detach(), dom_loss.detach(), correct, dom_correct, dom_seen,
+                      out["embedding"].detach())

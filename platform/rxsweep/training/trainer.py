@@ -23,28 +23,36 @@ from rxsweep.training.run_files import HISTORY_FILE, METRICS_FILE, read_history,
 
 
 def build_datasets(cfg: TrainConfig, plan: RunPlan) -> tuple[dict, dict[str, list[str]]]:
-    """Ray Datasets of the run, and each eval split's dataset name per rank.
+    """Ray Datasets of the run, and each split's dataset name per rank ({split: [name of rank r]};
+    one name when one worker reads the whole split).
 
     The training split is shuffled once with the run's seed (a global permutation when
     materialised; block order when streamed), so batches mix plates and experiments; each epoch's
-    local shuffle buffer then reorders it with a seed of (seed, epoch, rank). Eval splits are cut
-    into one exact part per worker (no row dropped or repeated, unlike an equal streaming split).
-    Every dataset preserves row order, so the same seed gives the same batches.
+    local shuffle buffer then reorders it with a seed of (seed, epoch, rank). With several workers
+    each reads its own fixed part of it (RunPlan.train_sites: disjoint, together the whole split),
+    which adaptive resampling draws from. Eval splits are cut into one exact part per worker (no
+    row dropped or repeated, unlike an equal streaming split). Every dataset preserves row order,
+    so the same seed gives the same batches.
     """
     from rxsweep.data.stream import split_dataset
 
-    def read(split: str):
-        ds = split_dataset(plan.index, split)
+    def read(split: str, sites=None):
+        ds = split_dataset(plan.index, split, sites=sites)
         ds.context.execution_options.preserve_order = True
         return ds
 
-    train = read(TRAIN_SPLIT)
-    if cfg.materialize:
-        train = train.random_shuffle(seed=cfg.seed).materialize()
+    def shuffled(ds):
+        if cfg.materialize:
+            return ds.random_shuffle(seed=cfg.seed).materialize()
+        return ds.randomize_block_order(seed=cfg.seed)
+
+    datasets, names = {}, {}
+    if cfg.num_workers == 1:
+        datasets[TRAIN_SPLIT], names[TRAIN_SPLIT] = shuffled(read(TRAIN_SPLIT)), [TRAIN_SPLIT]
     else:
-        train = train.randomize_block_order(seed=cfg.seed)
-    datasets = {TRAIN_SPLIT: train}
-    names: dict[str, list[str]] = {}
+        names[TRAIN_SPLIT] = [f"{TRAIN_SPLIT}_rank{r}" for r in range(cfg.num_workers)]
+        for r, name in enumerate(names[TRAIN_SPLIT]):
+            datasets[name] = shuffled(read(TRAIN_SPLIT, plan.train_sites(r, cfg.num_workers)))
     for split in EVAL_SPLITS:
         ds = read(split)
         if cfg.num_workers == 1:
@@ -106,7 +114,7 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
     for key, value in CONTROLLER_ENV.items():  # read by the controller Ray Train starts for fit()
         os.environ.setdefault(key, value)
     plan = plan or preflight(cfg, shards_dir)
-    datasets, eval_names = datasets or build_datasets(cfg, plan)
+    datasets, names = datasets or build_datasets(cfg, plan)
     run_dir = Path(storage_path) / name
     remote = "://" in str(storage_path)
     run_config = RunConfig(
@@ -121,8 +129,8 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "plan": plan, "eval_datasets": eval_names,
-                           "epoch_scores": epoch_scores},
+        train_loop_config={"cfg": cfg.to_dict(), "plan": plan, "train_datasets": names[TRAIN_SPLIT],
+                           "eval_datasets": {s: names[s] for s in EVAL_SPLITS}, "epoch_scores": epoch_scores},
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),
@@ -131,9 +139,8 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
         # Train applies these options to every dataset it hands to workers (by default it copies
         # the controller's DataContext, where preserve_order is off: rows would arrive in
         # completion order and metrics would differ run to run).
-        # One worker reads the training split whole: no streaming-split coordinator actor to start.
-        dataset_config=DataConfig(datasets_to_split=[TRAIN_SPLIT] if cfg.num_workers > 1 else [],
-                                  execution_options=_ingest_options()),
+        # Every worker reads datasets of its own (build_datasets): no streaming-split coordinator.
+        dataset_config=DataConfig(datasets_to_split=[], execution_options=_ingest_options()),
     )
 
 
