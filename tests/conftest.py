@@ -36,7 +36,7 @@ JOB_LOG = "job-output.txt"  # what jobs/sweep.py printed (stderr, stdout), next 
 @pytest.fixture(scope="session")
 def tiny_sweep(tmp_path_factory) -> Path:
     """A real sweep, run once per session as a user runs it (`python jobs/sweep.py`, its own local
-    Ray, in a subprocess): 3 trials (ERM, DANN-plate, DANN-experiment) on the tiny synthetic set.
+    Ray, in a subprocess): 4 trials (ERM, DANN-plate, DANN-experiment, ERM with adaptive resampling) on the tiny synthetic set.
     Returns the sweep folder; analysis tests read it, none writes into it."""
     import subprocess
 

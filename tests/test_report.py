@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
@@ -216,6 +217,35 @@ def test_embeddings_figure_shows_best_dann_and_erm(figures, ranked):
     for column in columns:  # every site once a column
         assert sum(len(t.x) for t in fig.data if t.xaxis in column) == rows
     assert all(np.isfinite(np.asarray(t.x, float)).all() for t in fig.data)
+
+
+def test_resampling_figure_compares_the_best_ar_and_plain_trials_per_cell_type(figures, ranked):
+    """The best adaptive-resampling trial of the ranking against the best plain one of its method, cell type by
+    cell type: bars equal to the treatment accuracy counted here from their embeddings; the
+    ranking shows what AR did in each AR trial's last epoch."""
+    sweep, table = ranked
+    by_id = {t.trial_id: t for t in sweep.trials}
+    ranked_trials = [by_id[i] for i in table["trial_id"] if i in by_id and by_id[i].embeddings is not None]
+    best = {"adaptive": next(t for t in ranked_trials if t.config["resampling"] == "adaptive")}
+    plain = [t for t in ranked_trials if t.config["resampling"] == "none"]  # of AR's method, if any
+    best["none"] = next((t for t in plain if t.method == best["adaptive"].method), plain[0])
+    bars = [t for t in figures["resampling"].data if t.type == "bar" and t.xaxis == "x"]
+    assert len(bars) == 2
+    for bar, kind in zip(bars, ("none", "adaptive")):
+        assert best[kind].trial_id in bar.name
+        frame = read_embeddings(best[kind].embeddings)
+        treat = frame[(frame["split"] == "heldout_val") & (frame["well_type"] == "treatment")]
+        by_hand = (treat["prediction"] == treat["label"]).groupby(treat["cell_type"]).mean()
+        assert [t.split(" (")[0] for t in bar.x] == list(by_hand.index)
+        assert np.allclose(np.asarray(bar.y, float), by_hand.to_numpy())
+    splits = pd.read_parquet(best["none"].path / "splits.parquet")
+    share = splits.loc[splits["split"] == "train", "cell_type"].value_counts(normalize=True)
+    assert all(f"({share[t.split(' (')[0]]:.0%} of training)" in t for t in bars[0].x)
+    trials = table[table["trial_id"].isin(by_id)]  # not the reference rows
+    ar_rows = trials[trials["resampling"] == "adaptive"]
+    assert len(ar_rows) == 1 and (trials["resampling"] == "none").sum() == len(sweep.trials) - 1
+    row = ar_rows.iloc[0]
+    assert row["ar_ess"] == by_id[row["trial_id"]].last["ar_ess"] and row["ar_max_weight"] >= 1
 
 
 def _toy_study(n_trials: int):

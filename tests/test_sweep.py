@@ -34,9 +34,10 @@ def epochs(trial_dir: Path) -> list[int]:
 
 def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep):
     sweep = load_sweep(tiny_sweep)
-    assert sweep.finished and sweep.meta["num_samples"] == 3 and not sweep.lost
-    assert len(sweep.trials) == 3 and len({t.trial_id for t in sweep.trials}) == 3
+    assert sweep.finished and sweep.meta["num_samples"] == 4 and not sweep.lost
+    assert len(sweep.trials) == 4 and len({t.trial_id for t in sweep.trials}) == 4
     assert {t.config["domain_label"] for t in sweep.trials} == {"none", "plate", "experiment"}  # start_with
+    assert sorted(t.config["resampling"] for t in sweep.trials) == ["adaptive", "none", "none", "none"]
     for trial in sweep.trials:
         assert trial.status in ("completed", "stopped"), (trial.trial_id, trial.status, trial.error)
         assert [m["epoch"] for m in trial.history] == list(range(1, len(trial.history) + 1))
@@ -46,20 +47,26 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
         # every epoch carries the mixing objective of its own model, and its embeddings
         assert all(0 <= m["mixing"] <= 1 and m["mixing/k_ilisi"] >= 3 for m in trial.history)
         assert trial.embeddings is not None
+        if trial.config["resampling"] == "adaptive":  # epoch 1 the plain warm-up, then AR's draws
+            assert trial.history[0]["ar_ess"] == 1.0 and all(m["ar_ess"] < 1 for m in trial.history[1:])
+        else:
+            assert not any(k.startswith("ar_") for k in trial.history[0])
         if trial.status == "completed":
             assert len(trial.history) == 2
         else:  # stopped by ASHA after its first epoch, not failed
             assert len(trial.history) == 1
     assert any(t.status == "completed" for t in sweep.trials)
     # the confirmation runs: each method's chosen configuration with seeds 0 and 1 (seed 0 is its
-    # source trial when that one ran to the end), all completed
+    # source trial when that one ran to the end), all completed; AR was searched: its best trial is
+    # confirmed too, and the methods' choices are plain-sampling trials
     record = sweep.confirm_record
-    assert sorted(record) == ["dann", "erm"]
+    assert sorted(record) == ["ar", "dann", "erm"] and record["ar"]["base_method"] == "erm"
     by_id = {t.trial_id: t for t in [*sweep.trials, *sweep.confirm]}
     for method, choice in record.items():
         runs = [by_id[i] for i in choice["trial_ids"]]
         assert choice["seeds"] == [0, 1] and all(r.status == "completed" for r in runs)
-        assert [r.config["seed"] for r in runs] == [0, 1] and all(r.method == method for r in runs)
+        assert [r.config["seed"] for r in runs] == [0, 1] and all(r.method == choice["base_method"] for r in runs)
+        assert all((r.config["resampling"] == "adaptive") == (method == "ar") for r in runs)
         assert all({k: r.config[k] for k in choice["params"]} == choice["params"] for r in runs)
     # every trial's run folder holds its split as a value: one row a site of the shards, one split
     index = open_shards(shards_of(tiny_sweep))
@@ -69,7 +76,7 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
                                                                    .sort_index()) for s in splits)
     # the Optuna study on disk saw every trial and holds both objectives of the finished ones
     study = optuna.load_study(study_name="tiny", storage=sweep.optuna_storage)
-    assert len(study.trials) == 3
+    assert len(study.trials) == 4
     finished = {t.status for t in sweep.trials}
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == sum(t.status == "completed" for t in sweep.trials), finished
@@ -79,15 +86,15 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
 
 def test_job_that_ingests_first_still_runs_trials_side_by_side(tiny_sweep):
     """jobs/sweep.py without --data ingests (which starts Ray) before the sweep: the Ray it starts
-    must hold as many 1.1-CPU trials as the sweep's own would (2 of the 3 on this 2-core machine)."""
+    must hold as many 1.1-CPU trials as the sweep's own would (2 of the 4 on this 2-core machine)."""
     from conftest import JOB_LOG, TINY_SPACE
     from rxsweep.cluster import local_cpus
     from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import concurrent_trials
 
     printed = (tiny_sweep.parent.parent / JOB_LOG).read_text()
-    expected = concurrent_trials({"CPU": local_cpus()}, load_space(TINY_SPACE).trial_resources(), 3)
-    assert f"3 trials, up to {expected} at a time" in printed, printed[:2000]
+    expected = concurrent_trials({"CPU": local_cpus()}, load_space(TINY_SPACE).trial_resources(), 4)
+    assert f"4 trials, up to {expected} at a time" in printed, printed[:2000]
 
 
 def test_conditional_parameters_appear_only_under_their_condition(tiny_sweep):

@@ -6,6 +6,8 @@
     importance   Optuna's hyperparameter importances, one panel an objective
     embeddings   t-SNE of the held-out embeddings of the best DANN and ERM trials, by batch and
                  by cell type: does the model still see the experiment?
+    resampling   per cell type, the best adaptive-resampling trial against the best plain one
+                 (resampling_figure.py): does AR help the cell types training saw little of?
 
 Nothing here reads a file the sweep did not write, and nothing is written: see report.py.
 """
@@ -24,10 +26,11 @@ from plotly.subplots import make_subplots
 
 from rxsweep.analysis.ranking import RANK_ON
 from rxsweep.analysis.reference_rows import REFERENCE_STATUSES
+from rxsweep.analysis.resampling_figure import resampling_figure
 from rxsweep.analysis.sweep_folder import Sweep
 from rxsweep.metrics.embedding_scores import read_embeddings, stack
 
-FIGURES = ("pareto", "parallel", "curves", "importance", "embeddings")
+FIGURES = ("pareto", "parallel", "curves", "importance", "embeddings", "resampling")
 #: PED-ANOVA (Optuna's default evaluator) contrasts the top 10 % of completed trials with all of
 #: them; below 11 trials that top decile is a single trial, every value it drew looks important
 #: and the bars are noise. fANOVA's random forest is no better on a handful of points.
@@ -64,6 +67,7 @@ def build_figures(sweep: Sweep, table: pd.DataFrame) -> dict[str, go.Figure]:
         "importance": importance_figure(study, [o.get("metric", f"objective {i}") for i, o in
                                                 enumerate(sweep.objectives)], reason=_no_study(sweep)),
         "embeddings": embeddings_figure(sweep, table),
+        "resampling": resampling_figure(sweep, table),
     }
 
 

@@ -13,6 +13,10 @@ ranked among them (they are yardsticks, not candidates):
 over the rows that have both (every epoch reports its mixing, so trials stopped early are ranked
 on their last epoch; failed trials are listed below the ranked ones). Ranks, not min-max scaled values: a new trial with an extreme score does
 not rescale everyone else's. Held-out *test* accuracy is shown, never used to rank.
+
+When a trial drew its epochs by adaptive resampling, the table also shows what AR did in its last
+epoch (AR_KEYS: the weights' effective sample size as a share of the sites, and the largest
+weight x N; 1 and 1 are uniform draws).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ from rxsweep.training.run_files import SPLITS_FILE, read_splits
 #: The two objectives of the ranking and of the Pareto front, both better when higher.
 RANK_ON = ("heldout_val_acc", "mixing")
 FORMATS = ("table", "csv", "json", "markdown")
+#: Columns of trials that drew their epochs by adaptive resampling (rxsweep.training.resampler).
+AR_KEYS = ("resampling", "ar_ess", "ar_max_weight")
 RETENTION = ("heldout_val_top5", "heldout_val_plate_acc", "heldout_val_replicate_map")
 
 
@@ -47,6 +53,8 @@ def rank_sweep(sweep: Sweep | str | Path, retention: bool = True) -> pd.DataFram
         rows += [row for row in [features_row(sweep)] if row is not None]
     columns = ["trial_id", "status", "method", "domain_label", *[p for p in sweep.params if p != "domain_label"],
                "epochs", "heldout_val_acc", "heldout_val_acc_all", *RETENTION, *MIXING_KEYS, "heldout_test_acc"]
+    if any(row.get("resampling") == "adaptive" for row in rows):
+        columns += [k for k in AR_KEYS if k not in columns]
     if any(row.get("error") for row in rows):  # a trial's error is shown on its row
         columns.append("error")
     table = pd.DataFrame(rows).reindex(columns=columns) if rows else pd.DataFrame(columns=columns)
@@ -76,7 +84,9 @@ def _row(sweep: Sweep, trial: Trial, retention: bool) -> dict:
     row = {"trial_id": trial.trial_id, "status": trial.status, "method": trial.method,
            "domain_label": trial.config.get("domain_label"), "epochs": last.get("epoch", 0)}
     row.update({p: trial.params.get(p) for p in sweep.params if p != "domain_label"})
-    for key in ("heldout_val_acc", "heldout_val_acc_all", "heldout_val_top5", "heldout_test_acc", *MIXING_KEYS):
+    row["resampling"] = trial.config.get("resampling", "none")
+    for key in ("heldout_val_acc", "heldout_val_acc_all", "heldout_val_top5", "heldout_test_acc", *MIXING_KEYS,
+                *AR_KEYS[1:]):
         value = last.get(key)
         row[key] = math.nan if value is None else value
     if trial.error:

@@ -39,6 +39,8 @@ CAPTIONS = {
     "importance": ("Hyperparameter importance", "Which hyperparameters matter most for each objective?"),
     "embeddings": ("Held-out embeddings", "Does the model still see the batch? Colours by experiment "
                    "should interleave within a cell type, and cell types may stay apart."),
+    "resampling": ("Adaptive resampling by cell type", "Does drawing rare embeddings more often help the "
+                   "cell types training saw little of? (one seed each; the verdict's + AR arm judges)"),
 }
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }

@@ -5,6 +5,8 @@ configuration to confirm, rxsweep.tuning.confirm). The verdict judges on the hel
 experiments only, with every confirmation seed of each method:
 
     arm          ERM, DANN, CDANN: the confirmation runs of each method (its seeds' final embeddings);
+                 "<method> + AR": the best adaptive-resampling configuration's, when AR was searched
+                 (the methods' arms are then the plain-sampling trials');
                  ERM + sphering, ERM + Harmony: the ERM runs' test well profiles after a post-hoc
                  correction (rxsweep.metrics.posthoc; predictions, and so accuracy, unchanged);
                  features + LR: the hand-made-features baseline (one deterministic run)
@@ -64,6 +66,11 @@ SUBSAMPLED = ("mixing", "replicate_map")
 LEVEL = 0.95
 #: Arm names as the report prints them, by method (post-hoc arms add their correction).
 LABELS = {"erm": "ERM", "dann": "DANN", "cdann": "CDANN"}
+#: The arm of the best adaptive-resampling configuration, when AR was searched (rxsweep.tuning.confirm
+#: groups its trials apart from the methods': the methods' arms are then plain sampling).
+AR_METHOD = "ar"
+#: Arms that are trained runs (not a post-hoc correction or the features baseline).
+TRAINED = (*LABELS, AR_METHOD)
 POSTHOC = {"sphering": "ERM + sphering", "harmony": "ERM + Harmony"}
 FEATURES = "features + LR"
 
@@ -129,10 +136,13 @@ def _resampled(scored: list[list[_Scored]], resamples: list[np.ndarray], metrics
 def arms_of(sweep: Sweep) -> list[Arm]:
     """The verdict's arms, from the confirmation runs and the features baseline (ERM first)."""
     confirm = sweep.confirm_record
-    search_counts = pd.Series([t.method for t in sweep.trials]).value_counts().to_dict() if sweep.trials else {}
+    adaptive = [t.config.get("resampling") == "adaptive" for t in sweep.trials]
+    ar_searched = len(set(adaptive)) > 1  # as rxsweep.tuning.confirm groups the trials
+    groups = [AR_METHOD if ar and ar_searched else t.method for t, ar in zip(sweep.trials, adaptive)]
+    search_counts = pd.Series(groups).value_counts().to_dict() if groups else {}
     by_id = {t.trial_id: t for t in [*sweep.trials, *sweep.confirm]}  # a completed source trial is a seed's run
     arms = []
-    for method in sorted(confirm, key=lambda m: (m != "erm", m)):
+    for method in sorted(confirm, key=lambda m: (m != "erm", m == AR_METHOD, m)):  # ERM first, AR after the adversaries
         record = confirm[method]
         runs = [by_id.get(i) for i in record.get("trial_ids", [])]
         done = [(s, t) for s, t in zip(record.get("seeds", []), runs)
@@ -142,12 +152,18 @@ def arms_of(sweep: Sweep) -> list[Arm]:
         tables = [_test_rows(read_embeddings(t.embeddings)) for _, t in done]
         common = dict(config=record.get("params", {}), seeds=[s for s, _ in done],
                       trial_ids=[t.trial_id for _, t in done], search_trials=int(search_counts.get(method, 0)))
-        arms.append(Arm(LABELS.get(method, method.upper()), method, tables, **common))
+        arms.append(Arm(_arm_name(method, record), method, tables, **common))
         if method == "erm":
             arms += [Arm(label, f"erm+{name}", tables, correction=name, **common) for name, label in POSTHOC.items()]
     if sweep.features_baseline is not None:
         arms.append(Arm(FEATURES, "features", [_test_rows(read_embeddings(sweep.features_baseline))], seeds=[0]))
     return arms
+
+
+def _arm_name(method: str, record: dict) -> str:
+    if method == AR_METHOD:
+        return f"{LABELS.get(record.get('base_method'), 'best')} + AR"
+    return LABELS.get(method, method.upper())
 
 
 def _test_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -237,11 +253,11 @@ def headline_text(verdict: dict) -> str:
     if not arms:
         return f"Not answerable: {verdict.get('note', 'no verdict')}."
     erm = arms[0]
-    seeds = {len(a["seeds"]) for a in arms if a["method"] in LABELS}
+    seeds = {len(a["seeds"]) for a in arms if a["method"] in TRAINED}
     lines = [f"Judged on {len(verdict['experiments'])} held-out test experiments ({verdict['n_wells']} wells), "
              f"{'/'.join(map(str, sorted(seeds)))} seed(s) a method, {int(verdict['level'] * 100)}% bootstrap "
              f"intervals; configurations chosen on validation experiments from "
-             + ", ".join(f"{a['search_trials']} {a['name']}" for a in arms if a["method"] in LABELS)
+             + ", ".join(f"{a['search_trials']} {a['name']}" for a in arms if a["method"] in TRAINED)
              + " search trials."]
     for arm in arms[1:]:
         parts = []

@@ -30,7 +30,7 @@ from .well_profiles import MIXING_PARAMETER_KEYS, stack, well_mixing_scores, wel
 
 MIXING_KEYS = ("mixing", *(f"mixing/{k}" for k in SCORE_KEYS))
 __all__ = ["MIXING_KEYS", "MIXING_PARAMETER_KEYS", "epoch_scores", "mixing_scores", "plate_design",
-           "prediction_accuracies", "read_embeddings", "retention_scores", "stack"]
+           "prediction_accuracies", "read_embeddings", "retention_scores", "stack", "cell_type_scores"]
 
 
 def read_embeddings(path: str | Path) -> pd.DataFrame:
@@ -122,6 +122,29 @@ def retention_scores(frame: pd.DataFrame, design: pd.DataFrame, split: str = "he
     else:
         out[f"{split}_replicate_map"] = out[f"{split}_replicate_chance"] = math.nan
     return out
+
+
+def cell_type_scores(frame: pd.DataFrame, split: str = "heldout_val") -> pd.DataFrame:
+    """One row a cell type of one split: ``acc`` (top-1 of its treatment sites, from the stored
+    ``prediction``), ``replicate_map`` and ``replicate_chance`` (replicate retrieval of its well
+    profiles across its experiments; NaN with one experiment), ``wells``, ``experiments``.
+    Does a method help a cell type that training saw little of? (adaptive resampling's question)"""
+    from .replicate_retrieval import replicate_retrieval
+
+    rows = frame[frame["split"] == split]
+    out = []
+    for cell_type, sites in rows.groupby("cell_type", sort=True):
+        treat = sites[sites["well_type"] == "treatment"]
+        wells = well_profiles(sites)
+        retrieval = {"map": math.nan, "chance": math.nan}
+        if wells["experiment"].nunique() >= 2:
+            retrieval = replicate_retrieval(stack(wells["embedding"]), wells["label"].to_numpy(),
+                                            wells["experiment"].to_numpy())
+        out.append({"cell_type": cell_type, "acc": _hit_rate(treat), "replicate_map": retrieval["map"],
+                    "replicate_chance": retrieval["chance"], "wells": len(wells),
+                    "experiments": int(sites["experiment"].nunique())})
+    return pd.DataFrame(out, columns=["cell_type", "acc", "replicate_map", "replicate_chance", "wells",
+                                      "experiments"])
 
 
 def plate_design(index_table: pd.DataFrame) -> pd.DataFrame:

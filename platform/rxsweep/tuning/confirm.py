@@ -14,7 +14,9 @@ is optimistic. WILDS asks for 3 seeds and a test set that never selects: the ver
       tune/                        Ray Tune's experiment folder of the confirmation runs
 
 Selection (:func:`choose_configs`): for each method present in the search (erm, dann, cdann: see
-TrainConfig.method), the trial of that method with the best aggregate rank on the space's
+TrainConfig.method; when adaptive resampling was searched, i.e. trials with and without it ran,
+the methods' trials without it, and one more group, ``ar``, of every trial with it: so the verdict
+compares the best AR configuration with plain-sampling ERM), the trial of that method with the best aggregate rank on the space's
 objectives at its last reported epoch (rxsweep.metrics.ranks; held-out validation only), among
 the method's completed trials when it has any: a trial the scheduler stopped was judged worse on
 the first objective, and its early epoch's scores are not comparable with a finished trial's (in
@@ -41,6 +43,9 @@ from rxsweep.tuning.space import SearchSpace
 SELECTABLE = ("completed", "stopped")
 #: The key of a confirmation run's Tune config: {"run": {params..., "seed": s}}.
 RUN_KEY = "run"
+#: The selection group of the adaptive-resampling trials, when AR was searched (the verdict names
+#: its arm after the chosen trial's own method, its ``base_method``: e.g. "ERM + AR").
+AR_GROUP = "ar"
 
 
 def confirm_dir(sweep_dir: str | Path) -> Path:
@@ -58,8 +63,8 @@ def choose_configs(sweep_dir: str | Path, space: SearchSpace) -> dict[str, dict]
             continue
         last = history[-1]
         cfg = space.trial_config(params)
-        row = {"trial_id": folder.name, "params": params, "method": cfg.method, "seed": cfg.seed,
-               "stopped": status != "completed"}
+        row = {"trial_id": folder.name, "params": params, "method": cfg.method, "adaptive": cfg.adaptive,
+               "seed": cfg.seed, "stopped": status != "completed"}
         for objective in space.objectives:
             value = last.get(objective.metric)
             value = math.nan if value is None else float(value)
@@ -68,6 +73,9 @@ def choose_configs(sweep_dir: str | Path, space: SearchSpace) -> dict[str, dict]
     if not rows:
         return {}
     table = pd.DataFrame(rows)
+    table["base_method"] = table["method"]
+    if table["adaptive"].nunique() > 1:  # AR searched: its own group, the methods without it
+        table["method"] = table["method"].where(~table["adaptive"], AR_GROUP)
     metrics = [o.metric for o in space.objectives]
     chosen = {}
     for method, group in table.groupby("method", sort=True):
@@ -77,6 +85,7 @@ def choose_configs(sweep_dir: str | Path, space: SearchSpace) -> dict[str, dict]
         best = group.sort_values(["rank", metrics[0]], ascending=[True, False], na_position="last",
                                  kind="stable").iloc[0]
         chosen[method] = {"source_trial": best["trial_id"], "params": best["params"],
+                          "base_method": best["base_method"],
                           "rank": None if pd.isna(best["rank"]) else float(best["rank"]),
                           # a completed search trial is already the run of its own seed, to the end
                           "reused_seed": None if best["stopped"] else int(best["seed"])}
