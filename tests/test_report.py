@@ -219,33 +219,59 @@ def test_embeddings_figure_shows_best_dann_and_erm(figures, ranked):
     assert all(np.isfinite(np.asarray(t.x, float)).all() for t in fig.data)
 
 
-def test_resampling_figure_compares_the_best_ar_and_plain_trials_per_cell_type(figures, ranked):
-    """The best adaptive-resampling trial of the ranking against the best plain one of its method, cell type by
-    cell type: bars equal to the treatment accuracy counted here from their embeddings; the
-    ranking shows what AR did in each AR trial's last epoch."""
+def test_resampling_figure_compares_ar_and_plain_confirmation_runs_per_cell_type(figures, ranked):
+    """AR's confirmation runs against those of its method's plain group, cell type by cell type on
+    the test experiments: bars equal to the treatment accuracy counted here from their embeddings,
+    averaged over seeds; the ranking shows what AR did in each AR trial's last epoch."""
     sweep, table = ranked
-    by_id = {t.trial_id: t for t in sweep.trials}
-    ranked_trials = [by_id[i] for i in table["trial_id"] if i in by_id and by_id[i].embeddings is not None]
-    best = {"adaptive": next(t for t in ranked_trials if t.config["resampling"] == "adaptive")}
-    plain = [t for t in ranked_trials if t.config["resampling"] == "none"]  # of AR's method, if any
-    best["none"] = next((t for t in plain if t.method == best["adaptive"].method), plain[0])
+    record = sweep.confirm_record
+    by_id = {t.trial_id: t for t in [*sweep.trials, *sweep.confirm]}
+    groups = {"none": record[record["ar"]["base_method"]], "adaptive": record["ar"]}
     bars = [t for t in figures["resampling"].data if t.type == "bar" and t.xaxis == "x"]
-    assert len(bars) == 2
+    assert len(bars) == 2 and "confirmation runs, heldout_test" in figures["resampling"].layout.title.text
     for bar, kind in zip(bars, ("none", "adaptive")):
-        assert best[kind].trial_id in bar.name
-        frame = read_embeddings(best[kind].embeddings)
-        treat = frame[(frame["split"] == "heldout_val") & (frame["well_type"] == "treatment")]
-        by_hand = (treat["prediction"] == treat["label"]).groupby(treat["cell_type"]).mean()
+        runs = [by_id[i] for i in groups[kind]["trial_ids"]]
+        assert f"{len(runs)} seeds" in bar.name
+        per_run = []
+        for run in runs:
+            frame = read_embeddings(run.embeddings)
+            treat = frame[(frame["split"] == "heldout_test") & (frame["well_type"] == "treatment")]
+            per_run.append((treat["prediction"] == treat["label"]).groupby(treat["cell_type"]).mean())
+        by_hand = pd.concat(per_run, axis=1).mean(axis=1)
         assert [t.split(" (")[0] for t in bar.x] == list(by_hand.index)
         assert np.allclose(np.asarray(bar.y, float), by_hand.to_numpy())
-    splits = pd.read_parquet(best["none"].path / "splits.parquet")
+    splits = pd.read_parquet(by_id[groups["none"]["trial_ids"][0]].path / "splits.parquet")
     share = splits.loc[splits["split"] == "train", "cell_type"].value_counts(normalize=True)
     assert all(f"({share[t.split(' (')[0]]:.0%} of training)" in t for t in bars[0].x)
-    trials = table[table["trial_id"].isin(by_id)]  # not the reference rows
+    trials = table[table["trial_id"].isin({t.trial_id for t in sweep.trials})]  # not the reference rows
     ar_rows = trials[trials["resampling"] == "adaptive"]
     assert len(ar_rows) == 1 and (trials["resampling"] == "none").sum() == len(sweep.trials) - 1
     row = ar_rows.iloc[0]
     assert row["ar_ess"] == by_id[row["trial_id"]].last["ar_ess"] and row["ar_max_weight"] >= 1
+
+
+def test_resampling_figure_without_confirmation_runs_shows_the_ranking_best(tiny_sweep, tmp_path):
+    """A sweep without confirmation runs: the ranking's best AR trial against its best plain trial
+    of the same method, on the validation experiments."""
+    import shutil
+
+    from rxsweep.analysis.resampling_figure import resampling_figure
+
+    copy = tmp_path / "no-confirm"
+    shutil.copytree(tiny_sweep, copy, ignore=shutil.ignore_patterns("confirm"))
+    sweep = load_sweep(copy)
+    table = rank_sweep(sweep, retention=False)
+    ranked_trials = [t for i in table["trial_id"] for t in sweep.trials if t.trial_id == i and t.embeddings is not None]
+    ar = next(t for t in ranked_trials if t.config["resampling"] == "adaptive")
+    plain = next(t for t in ranked_trials if t.config["resampling"] == "none" and t.method == ar.method)
+    fig = resampling_figure(sweep, table)
+    assert "best trial of the ranking, heldout_val" in fig.layout.title.text
+    for bar, trial in zip([t for t in fig.data if t.type == "bar" and t.xaxis == "x"], (plain, ar)):
+        assert trial.trial_id in bar.name
+        frame = read_embeddings(trial.embeddings)
+        treat = frame[(frame["split"] == "heldout_val") & (frame["well_type"] == "treatment")]
+        assert np.allclose(np.asarray(bar.y, float),
+                           (treat["prediction"] == treat["label"]).groupby(treat["cell_type"]).mean().to_numpy())
 
 
 def _toy_study(n_trials: int):

@@ -5,6 +5,9 @@
     recipe.py        model, optimiser, lr schedule, λ, the training step (shared with the benchmark)
     loop.py           the per-worker function (train, evaluate, all-reduce, report + checkpoint, resume)
     evaluate.py       eval passes and cross-worker reductions
+    resampling.py     adaptive-resampling weights of embeddings (pure NumPy)
+    resampler.py      adaptive resampling in the loop: the embedding memory, each epoch's draw, its report
+    ar_weights_file.py  precomputed AR weights (ar_weights_from), checked against the shards
     embeddings.py     held-out embeddings -> Parquet
     checkpointing.py  checkpoint files (weights_only-safe)
     run_files.py      the run folder: file names, metrics history, claim, splits.parquet
