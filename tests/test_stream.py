@@ -170,7 +170,7 @@ def test_augmentation_keeps_pixels_and_crops_on_device():
 def test_weighted_batches_stream_exactly_the_drawn_multiset_seeded(shards):
     """Adaptive resampling's epoch: each site of the real stream emitted as often as it was drawn,
     images intact, in an order the generator fixes; a partial last batch dropped."""
-    from rxsweep.data.weighted_batches import draw_counts, weighted_batches
+    from rxsweep.data.weighted_batches import weighted_batches
 
     index = _split(shards, val_experiments=("HUVEC-02",), test_experiments=("HEPG2-03",))
     dataset = split_dataset(index, "train").materialize()
@@ -183,7 +183,7 @@ def test_weighted_batches_stream_exactly_the_drawn_multiset_seeded(shards):
     def epoch(seed: int, buffer_rows: int = 24):
         rng = np.random.default_rng(seed)
         counts = np.zeros(len(index.table), dtype=np.int64)
-        counts[sites] = draw_counts(p, len(sites), rng)
+        counts[sites] = rng.multinomial(len(sites), p)
         stream = dataset.iter_batches(batch_size=7, batch_format="numpy")
         return counts, list(weighted_batches(stream, counts, 8, buffer_rows, rng))
 

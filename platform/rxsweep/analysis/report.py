@@ -40,7 +40,8 @@ CAPTIONS = {
     "embeddings": ("Held-out embeddings", "Does the model still see the batch? Colours by experiment "
                    "should interleave within a cell type, and cell types may stay apart."),
     "resampling": ("Adaptive resampling by cell type", "Does drawing rare embeddings more often help the "
-                   "cell types training saw little of? (one seed each; the verdict's + AR arm judges)"),
+                   "cell types training saw little of? (the verdict's confirmation runs, seeds averaged, when the "
+                   "sweep has them; the verdict's + AR arm gives the intervals)"),
 }
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1300px; color: #222; }

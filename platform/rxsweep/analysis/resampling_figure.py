@@ -21,13 +21,11 @@ from plotly.subplots import make_subplots
 from rxsweep.analysis.sweep_folder import Sweep, Trial
 from rxsweep.metrics.embedding_scores import cell_type_scores, read_embeddings
 from rxsweep.training.run_files import read_splits
+from rxsweep.tuning.sweep_files import AR_GROUP
 
 TITLE = "Adaptive resampling by cell type, against plain sampling"
 COLORS = {"none": "#636efa", "adaptive": "#ef553b"}
 NAMES = {"none": "plain sampling", "adaptive": "adaptive resampling"}
-#: The confirmation-run group of the AR trials (rxsweep.tuning.confirm.AR_GROUP; analysis reads
-#: folders and never imports tuning's training-side modules).
-AR_GROUP = "ar"
 
 
 def best_by_resampling(sweep: Sweep, table: pd.DataFrame) -> dict[str, Trial]:

@@ -68,7 +68,7 @@ LEVEL = 0.95
 LABELS = {"erm": "ERM", "dann": "DANN", "cdann": "CDANN"}
 #: The arm of the best adaptive-resampling configuration, when AR was searched (rxsweep.tuning.confirm
 #: groups its trials apart from the methods': the methods' arms are then plain sampling).
-AR_METHOD = "ar"
+AR_METHOD = sweep_files.AR_GROUP
 #: Arms that are trained runs (not a post-hoc correction or the features baseline).
 TRAINED = (*LABELS, AR_METHOD)
 POSTHOC = {"sphering": "ERM + sphering", "harmony": "ERM + Harmony"}

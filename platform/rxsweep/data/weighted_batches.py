@@ -2,7 +2,7 @@
 drawn, then shuffled through a bounded buffer.
 
 Adaptive resampling (rxsweep.training.resampling) draws an epoch's sites with replacement. Its
-draw is a count a site (:func:`draw_counts`); the stream is the ordinary one over the worker's own
+draw is a count a site (a multinomial); the stream is the ordinary one over the worker's own
 sites (each site once, from Ray's object store or the shards), and :func:`weighted_batches` emits
 each site it meets ``count`` times (0: skipped) into a shuffle pool of a few hundred rows and draws
 batches from the pool. No copy of the epoch's images is ever made: the pool holds at most
@@ -18,17 +18,6 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 import numpy as np
-
-
-def draw_counts(probabilities: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """How often each of the ``len(probabilities)`` sites is drawn in ``n`` draws with replacement
-    (a multinomial); ``probabilities`` must be non-negative and sum to 1."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    if p.ndim != 1 or len(p) == 0 or not np.isfinite(p).all() or (p < 0).any():
-        raise ValueError("probabilities must be a non-empty 1-D array of finite non-negative values")
-    if abs(p.sum() - 1.0) > 1e-6:
-        raise ValueError(f"probabilities must sum to 1, got {p.sum()}")
-    return rng.multinomial(int(n), p / p.sum())
 
 
 class _Pool:

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rxsweep.data.stream import TREATMENT
-from rxsweep.data.weighted_batches import draw_counts, weighted_batches
+from rxsweep.data.weighted_batches import weighted_batches
 from rxsweep.training.config import TrainConfig
 from rxsweep.training.evaluate import all_gather_objects, all_reduce
 from rxsweep.training.plan import RunPlan
@@ -39,7 +39,7 @@ CONTROLS_SHARE = "ar_share/controls"
 
 class AdaptiveResampler:
     def __init__(self, cfg: TrainConfig, plan: RunPlan, rank: int, world: int) -> None:
-        self.cfg, self.rank = cfg, rank
+        self.cfg = cfg
         self.sites = plan.train_sites()  # every training site (rows of the index table), ascending
         self.mine = np.searchsorted(self.sites, plan.train_sites(rank, world))  # positions of my part
         self.n_rows = len(plan.index.table)
@@ -61,7 +61,7 @@ class AdaptiveResampler:
         p = self.weights[self.mine]
         p = mix_uniform(p / p.sum(), self.cfg.ar_mix)
         counts = np.zeros(self.n_rows, dtype=np.int64)
-        counts[self.sites[self.mine]] = draw_counts(p, len(self.mine), rng)
+        counts[self.sites[self.mine]] = rng.multinomial(len(self.mine), p)  # p checked by mix_uniform
         stream = data.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2)
         for batch in weighted_batches(stream, counts, batch_size, buffer_rows, rng):
             yield {k: torch.from_numpy(v) for k, v in batch.items()}

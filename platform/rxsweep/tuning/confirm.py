@@ -43,9 +43,6 @@ from rxsweep.tuning.space import SearchSpace
 SELECTABLE = ("completed", "stopped")
 #: The key of a confirmation run's Tune config: {"run": {params..., "seed": s}}.
 RUN_KEY = "run"
-#: The selection group of the adaptive-resampling trials, when AR was searched (the verdict names
-#: its arm after the chosen trial's own method, its ``base_method``: e.g. "ERM + AR").
-AR_GROUP = "ar"
 
 
 def confirm_dir(sweep_dir: str | Path) -> Path:
@@ -75,7 +72,7 @@ def choose_configs(sweep_dir: str | Path, space: SearchSpace) -> dict[str, dict]
     table = pd.DataFrame(rows)
     table["base_method"] = table["method"]
     if table["adaptive"].nunique() > 1:  # AR searched: its own group, the methods without it
-        table["method"] = table["method"].where(~table["adaptive"], AR_GROUP)
+        table["method"] = table["method"].where(~table["adaptive"], sweep_files.AR_GROUP)
     metrics = [o.metric for o in space.objectives]
     chosen = {}
     for method, group in table.groupby("method", sort=True):

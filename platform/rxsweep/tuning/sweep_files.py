@@ -49,6 +49,9 @@ STATUS_FILE = "status.json"
 BASELINE_EMBEDDINGS = "baselines/features/embeddings.parquet"
 CONFIRM_DIR = "confirm"
 CONFIRM_FILE = "confirm.json"
+#: confirm.json's group of the adaptive-resampling trials, when a sweep ran trials with and without
+#: AR (rxsweep.tuning.confirm); its record's ``base_method`` is the chosen trial's own method.
+AR_GROUP = "ar"
 VERDICT_FILE = "verdict.json"
 FORMAT = "rxsweep-sweep/1"
 STATUSES = ("running", "completed", "stopped", "error", "lost")
