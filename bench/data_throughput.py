@@ -12,6 +12,12 @@ Both run in this process on the same sites (the `small` synthetic preset at its 
 one after the other, each after a warm-up pass; the ratio is rxsweep / baseline. Data preparation
 (generate + ingest, cached under bench/.cache) is not timed.
 
+`uint8_sites_per_core_s` is what a GPU node asks of its CPUs: the streamed training path
+(materialize: false; rxsweep.data.shard_stream, reading in the training process with W threads)
+delivering uint8 batches, in sites per CPU-second this process spent (all its threads: reading,
+decompressing, gathering batches), over every site of the preset's training split, at 512 and
+at 256 (an ingest with --image-size 256, the WILDS resolution; cached too).
+
     python bench/data_throughput.py [--sites 480] [--batch-size 32] [--workers 2]
 """
 
@@ -28,7 +34,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from rxsweep.data.ingest import ingest
 from rxsweep.data.prepare import prepare_synthetic
+from rxsweep.data.shard_stream import ShardStream
 from rxsweep.data.sites import load_sites
 from rxsweep.data.splits import SplitSpec
 from rxsweep.data.stream import batch_transform, open_shards, split_dataset, with_splits
@@ -61,6 +69,22 @@ def _time(batches, transform) -> tuple[float, int]:
                                                                  batch["plate_id"], train=True)
         n += x.shape[0]
     return time.perf_counter() - start, n
+
+
+def per_core(index, threads: int, batch_size: int, passes: int = 2) -> dict:
+    """The streamed training path over the training split of ``index``: uint8 sites per wall
+    second and per CPU-second of this process, the best of ``passes`` epochs after a warm-up."""
+    sites = index.table.index[index.table["split"] == "train"].to_numpy()
+    stream = ShardStream(index, sites, buffer_bytes=1 << 30, threads=threads)
+    best = None
+    for epoch in range(passes + 1):
+        wall, cpu, n = time.perf_counter(), time.process_time(), 0
+        for batch in stream.batches(batch_size, seed=0, epoch=epoch):
+            n += len(batch["image"])
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        if epoch and (best is None or n / cpu > best["per_core"]):
+            best = {"per_core": n / cpu, "per_s": n / wall, "cores_busy": cpu / wall, "sites": n}
+    return best
 
 
 def main() -> None:
@@ -105,6 +129,15 @@ def main() -> None:
     base_u8_s, _ = _time(loader, None)
     ours_u8_s, _ = _time(stream(), None)
     base_u8, ours_u8 = base_n / base_u8_s, ours_n / ours_u8_s
+    # The streamed training path, per core, at 512 and at 256 (the same sites ingested again).
+    full = with_splits(open_shards(shards), SplitSpec(n_val_per_cell_type=0, n_test_per_cell_type=0,
+                                                      holdout_fraction=0.0))
+    at_512 = per_core(full, args.workers, args.batch_size)
+    shards_256 = CACHE / "shards" / f"{shards.name}-256"
+    ingest(index.manifest["input_root"], shards_256, image_size=256, progress=False)
+    at_256 = per_core(with_splits(open_shards(shards_256), SplitSpec(n_val_per_cell_type=0, n_test_per_cell_type=0,
+                                                                     holdout_fraction=0.0)),
+                      args.workers, args.batch_size)
     print(json.dumps({
         "benchmark": "data_throughput", "sites": ours_n, "image": [6, index.image_size, index.image_size],
         "batch_size": args.batch_size, "workers": args.workers, "cpus": os.cpu_count(),
@@ -112,6 +145,12 @@ def main() -> None:
         "ratio": round(ours_rate / base_rate, 2),
         "uint8_baseline_sites_per_s": round(base_u8, 1), "uint8_rxsweep_sites_per_s": round(ours_u8, 1),
         "uint8_ratio": round(ours_u8 / base_u8, 2),
+        "uint8_sites_per_core_s": round(at_512["per_core"], 1), "uint8_stream_sites_per_s": round(at_512["per_s"], 1),
+        "uint8_stream_cores_busy": round(at_512["cores_busy"], 2), "uint8_stream_sites": at_512["sites"],
+        "uint8_stream_vs_png_loader": round(at_512["per_s"] / base_u8, 2),
+        "uint8_sites_per_core_s_256": round(at_256["per_core"], 1),
+        "uint8_stream_sites_per_s_256": round(at_256["per_s"], 1),
+        "uint8_stream_cores_busy_256": round(at_256["cores_busy"], 2),
     }))
     ray.shutdown()
 

@@ -28,8 +28,18 @@ SHARD_COLUMNS = [
 #: zstd at level 1 decodes at several GB/s and still shrinks the mostly dark microscopy images.
 PARQUET_COMPRESSION = "zstd"
 PARQUET_COMPRESSION_LEVEL = 1
-#: Rows per row group: small enough that a reader can stream a shard in pieces.
-ROW_GROUP_SITES = 64
+#: Bytes of pixels per row group (at most ROW_GROUP_MAX_SITES sites). A row group is the smallest
+#: piece a reader can decompress, so it is the unit a training stream interleaves: a streamed
+#: worker holds whole row groups, and a batch mixes as many plates as the row groups it holds. At
+#: 512 x 512 x 6 (1.5 MiB a site) 8 MiB is 5 sites, so a buffer of 1 GiB holds ~136 row groups
+#: (64-site groups held 10); zstd still decompresses an 8 MiB group at full speed.
+ROW_GROUP_BYTES = 8 << 20
+ROW_GROUP_MAX_SITES = 64
+
+
+def row_group_sites(site_bytes: int) -> int:
+    """Sites a row group holds for images of ``site_bytes`` bytes."""
+    return max(1, min(ROW_GROUP_MAX_SITES, ROW_GROUP_BYTES // max(1, site_bytes)))
 
 
 def marker_path(shard_file: Path) -> Path:
@@ -71,7 +81,8 @@ def _write_parquet(rows: list[dict], images: np.ndarray, shard_file: Path) -> No
     table = table.append_column(image_field(images.shape[1:]), encode(images))
     with fileio.atomic_path(shard_file) as tmp:  # a reader never sees half a shard
         pq.write_table(table, tmp, compression=PARQUET_COMPRESSION,
-                       compression_level=PARQUET_COMPRESSION_LEVEL, row_group_size=ROW_GROUP_SITES)
+                       compression_level=PARQUET_COMPRESSION_LEVEL,
+                       row_group_size=row_group_sites(images[0].nbytes))
 
 
 def _channel_sums(images: list[np.ndarray], is_control: list[bool]) -> dict:

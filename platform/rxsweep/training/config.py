@@ -192,7 +192,11 @@ class TrainConfig:
                                      low=0.0)
     materialize: bool = setting(True, "hold the splits in Ray's object store (epochs don't re-read the "
                                 "shards); false streams them from disk every epoch", choices=(True, False))
-    shuffle_buffer: int = setting(256, "rows in each worker's local shuffle buffer", low=0)
+    shuffle_buffer: int = setting(256, "rows in each worker's local shuffle buffer (materialize: true)",
+                                  low=0)
+    stream_buffer_mb: int = setting(1024, "MiB of images a worker holds when it streams its training "
+                                    "sites (materialize: false): the more, the more plates a batch mixes",
+                                    low=1)
     keep_checkpoints: int = setting(2, "most recent checkpoints kept (the last one holds the embeddings)",
                                     low=1)
 

@@ -23,7 +23,9 @@ import ray.train
 import ray.train.torch
 import torch
 
+from rxsweep.data.shard_stream import ShardStream
 from rxsweep.data.stream import batch_transform
+from rxsweep.data.weighted_batches import as_torch
 from rxsweep.fileio import json_safe
 from rxsweep.training import checkpointing as ckpt
 from rxsweep.training import run_files
@@ -38,7 +40,7 @@ from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, RunPlan
 
 #: Config fields that may change between a run and its resumption (they don't shape the state).
 RESUMABLE_CHANGES = {"num_workers", "cpus_per_worker", "gpus_per_worker", "keep_checkpoints",
-                     "materialize", "shuffle_buffer"}
+                     "materialize", "shuffle_buffer", "stream_buffer_mb"}
 
 
 def derive_seed(*keys: int) -> int:
@@ -57,7 +59,8 @@ def seed_epoch(seed: int, epoch: int, rank: int, generators: dict[str, torch.Gen
 
 def train_loop_per_worker(config: dict) -> None:
     """Ray Train entry point. ``config``: {"cfg": TrainConfig.to_dict(), "plan": RunPlan,
-    "train_datasets": [training dataset name of rank r, ...] (one name: one worker),
+    "train_datasets": [training dataset name of rank r, ...] (one name: one worker; none: the
+    worker streams its training sites from the shards),
     "eval_datasets": {split: [dataset name of rank r, ...]}, "epoch_scores": None or a
     function of an epoch's held-out embeddings table returning extra metrics for its report}.
 
@@ -103,7 +106,11 @@ def train_loop_per_worker(config: dict) -> None:
     class_weights = torch.tensor(plan.class_weights(), device=device) if cfg.class_balance else None
     domain_key = "plate_id" if cfg.domain_label == "plate" else "experiment_id"
     train_names = config["train_datasets"]
-    train_data = ray.train.get_dataset_shard(train_names[rank] if len(train_names) > 1 else train_names[0])
+    if train_names:  # materialised in Ray's object store
+        train_data = ray.train.get_dataset_shard(train_names[rank] if len(train_names) > 1 else train_names[0])
+    else:  # streamed from the shards by this process (shard_stream.py says why)
+        train_data = ShardStream(plan.index, plan.train_sites(rank, world), cfg.stream_buffer_mb << 20,
+                                 threads=max(1, int(cfg.cpus_per_worker)))
     eval_data = {s: ray.train.get_dataset_shard(names[rank] if len(names) > 1 else names[0])
                  for s, names in config["eval_datasets"].items()}
     n_types = len(plan.cell_types)
@@ -112,10 +119,15 @@ def train_loop_per_worker(config: dict) -> None:
         seed_epoch(cfg.seed, epoch, rank, generators)
         model.train()
         sums = torch.zeros(7, dtype=torch.float64, device=device)
+        mixing = torch.zeros(3, dtype=torch.float64)  # batches, distinct plates, distinct experiments
         lam, taken = 0.0, 0
         started = time.perf_counter()
-        if resampler is not None and resampler.active:  # drawn with replacement by the AR weights
-            draw = np.random.default_rng(derive_seed(cfg.seed, epoch, rank, 200))
+        draw = np.random.default_rng(derive_seed(cfg.seed, epoch, rank, 200))
+        drawn_by_ar = resampler is not None and resampler.active  # with replacement, by the AR weights
+        if isinstance(train_data, ShardStream):
+            batches = as_torch(train_data.batches(cfg.batch_size, cfg.seed, epoch, rank,
+                                                  counts=resampler.counts(draw) if drawn_by_ar else None))
+        elif drawn_by_ar:
             batches = resampler.batches(train_data, cfg.batch_size, cfg.shuffle_buffer, draw)
         else:
             shuffle_seed = derive_seed(cfg.seed, epoch, rank, 100) % 2**32 if cfg.shuffle_buffer else None
@@ -127,6 +139,8 @@ def train_loop_per_worker(config: dict) -> None:
                 break
             lam = lambda_at(cfg, step, plan.total_steps)
             raw.set_lambda(lam)
+            mixing += torch.tensor([1.0, batch["plate_id"].unique().numel(), batch["experiment_id"].unique().numel()],
+                                   dtype=torch.float64)
             labels = batch["label"].to(device)
             x = transform(batch["image"], batch["experiment_id"], batch["plate_id"], train=True)
             if device.type == "cuda":
@@ -156,6 +170,10 @@ def train_loop_per_worker(config: dict) -> None:
                              transform, n_types, device, collect=s in EMBEDDING_SPLITS)
                  for s, it in eval_data.items()}
         metrics = _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
+        batches_seen, plates, experiments = all_reduce(mixing.to(device)).cpu().tolist()
+        # How well a worker's batch mixes the domains (BatchNorm and the domain head see one batch)
+        metrics["batch_plates"] = plates / max(batches_seen, 1)
+        metrics["batch_experiments"] = experiments / max(batches_seen, 1)
         if resampler is not None:
             metrics.update(drawn)
         metrics["eval_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - eval_started), op="max"))

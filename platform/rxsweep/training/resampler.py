@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from rxsweep.data.stream import TREATMENT
-from rxsweep.data.weighted_batches import weighted_batches
+from rxsweep.data.weighted_batches import as_torch, weighted_batches
 from rxsweep.training.config import TrainConfig
 from rxsweep.training.evaluate import all_gather_objects, all_reduce
 from rxsweep.training.plan import RunPlan
@@ -55,16 +55,20 @@ class AdaptiveResampler:
         self.draws = np.zeros(len(self.cell_types) + 2)  # per cell type, controls, all: this epoch's
 
     # ----------------------------------------------------------------------------- drawing
-    def batches(self, data, batch_size: int, buffer_rows: int, rng: np.random.Generator) -> Iterator[dict]:
-        """This worker's batches of the epoch drawn by the current weights (torch tensors), from
-        ``data`` (its Ray Data iterator over its own sites)."""
+    def counts(self, rng: np.random.Generator) -> np.ndarray:
+        """The epoch's draw: copies of each site (indexed by site_index) of this worker's part."""
         p = self.weights[self.mine]
         p = mix_uniform(p / p.sum(), self.cfg.ar_mix)
         counts = np.zeros(self.n_rows, dtype=np.int64)
         counts[self.sites[self.mine]] = rng.multinomial(len(self.mine), p)  # p checked by mix_uniform
+        return counts
+
+    def batches(self, data, batch_size: int, buffer_rows: int, rng: np.random.Generator) -> Iterator[dict]:
+        """This worker's batches of the epoch drawn by the current weights (torch tensors), from
+        ``data`` (its Ray Data iterator over its own sites)."""
+        counts = self.counts(rng)
         stream = data.iter_batches(batch_size=batch_size, batch_format="numpy", prefetch_batches=2)
-        for batch in weighted_batches(stream, counts, batch_size, buffer_rows, rng):
-            yield {k: torch.from_numpy(v) for k, v in batch.items()}
+        yield from as_torch(weighted_batches(stream, counts, batch_size, buffer_rows, rng))
 
     @property
     def active(self) -> bool:

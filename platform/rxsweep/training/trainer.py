@@ -26,11 +26,12 @@ def build_datasets(cfg: TrainConfig, plan: RunPlan) -> tuple[dict, dict[str, lis
     """Ray Datasets of the run, and each split's dataset name per rank ({split: [name of rank r]};
     one name when one worker reads the whole split).
 
-    The training split is shuffled once with the run's seed (a global permutation when
-    materialised; block order when streamed), so batches mix plates and experiments; each epoch's
-    local shuffle buffer then reorders it with a seed of (seed, epoch, rank). With several workers
-    each reads its own fixed part of it (RunPlan.train_sites: disjoint, together the whole split),
-    which adaptive resampling draws from. Eval splits are cut into one exact part per worker (no
+    Materialised (``materialize: true``), the training split is shuffled once with the run's seed
+    (a global permutation), so batches mix plates and experiments; each epoch's local shuffle
+    buffer then reorders it with a seed of (seed, epoch, rank). With several workers each reads its
+    own fixed part of it (RunPlan.train_sites: disjoint, together the whole split), which adaptive
+    resampling draws from. Streamed (``materialize: false``), there is no training dataset (no
+    name): each worker streams its part from the shards itself (rxsweep.data.shard_stream). Eval splits are cut into one exact part per worker (no
     row dropped or repeated, unlike an equal streaming split). Every dataset preserves row order,
     so the same seed gives the same batches.
     """
@@ -42,12 +43,12 @@ def build_datasets(cfg: TrainConfig, plan: RunPlan) -> tuple[dict, dict[str, lis
         return ds
 
     def shuffled(ds):
-        if cfg.materialize:
-            return ds.random_shuffle(seed=cfg.seed).materialize()
-        return ds.randomize_block_order(seed=cfg.seed)
+        return ds.random_shuffle(seed=cfg.seed).materialize()
 
     datasets, names = {}, {}
-    if cfg.num_workers == 1:
+    if not cfg.materialize:
+        names[TRAIN_SPLIT] = []
+    elif cfg.num_workers == 1:
         datasets[TRAIN_SPLIT], names[TRAIN_SPLIT] = shuffled(read(TRAIN_SPLIT)), [TRAIN_SPLIT]
     else:
         names[TRAIN_SPLIT] = [f"{TRAIN_SPLIT}_rank{r}" for r in range(cfg.num_workers)]
