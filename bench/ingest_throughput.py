@@ -41,11 +41,11 @@ def main() -> None:
     import ray
 
     cores = os.cpu_count()
+    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
     shards = prepare_synthetic(CACHE, preset="small", progress=False)  # the PNGs (not timed)
     root = json.loads((shards / "manifest.json").read_text())["input_root"]
     sites = load_sites(root)
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
-    ray.data.DataContext.get_current().enable_progress_bars = False
 
     out = Path(tempfile.mkdtemp(prefix="rxsweep-ingest-bench-"))
     try:
@@ -72,8 +72,8 @@ def main() -> None:
         "wall_s": round(wall, 1), "sites_per_s": round(written / wall, 1),
         "sites_per_core_s": round(per_core, 1), "baseline_decode_sites_per_core_s": round(base_per_core, 1),
         "ratio": round(per_core / base_per_core, 2), "full_rxrx1_sites": full,
-        "projected_full_h_16_cores": round(full / (per_core * 16) / 3600, 2),
-        "projected_full_h_64_cores": round(full / (per_core * 64) / 3600, 2),
+        "projected_full_min_16_cores": round(full / (per_core * 16) / 60, 1),
+        "projected_full_min_64_cores": round(full / (per_core * 64) / 60, 1),
     }))
 
 

@@ -13,12 +13,15 @@ What this does instead, in the Train worker's own process:
 * The unit is a shard row group (one plate's sites, ~8 MiB: shard_writer.ROW_GROUP_BYTES). An
   epoch visits the worker's row groups in a permutation seeded by (seed, epoch, rank): the same
   triple gives the same order, so a resumed run replays its epoch.
-* ``threads`` reader threads decompress row groups ahead of use (pyarrow releases the GIL while it
-  decompresses); each group's images stay a zero-copy view of Arrow's buffer.
-* Groups enter a pool (weighted_batches) and each batch draws its rows at random from every group
-  in the pool, so a batch mixes as many plates and experiments as the pool holds groups. Rows are
-  copied once, into the batch. The pool and the groups read ahead together hold at most
-  ``buffer_bytes`` of images (+ one group): that, not the split, bounds the worker's memory.
+* ``threads`` reader threads decompress row groups up to two a thread ahead of use (pyarrow
+  releases the GIL while it decompresses); each group's images stay a zero-copy view of Arrow's
+  buffer.
+* Groups enter a pool (weighted_batches) until the groups it holds fill ``buffer_bytes``; each
+  batch then draws its rows at random from every group in the pool, so a batch mixes as many
+  plates and experiments as the pool holds groups. Rows are copied once, into the batch. A group
+  leaves the pool with its last row. The worker holds about ``buffer_bytes`` + 2 groups a reader
+  thread of images: that, not the split, bounds its memory. What the pool holds depends on the
+  order alone, never on threads or timing, so the same (seed, epoch, rank) gives the same batches.
 
 Nothing here touches Ray's object store.
 """

@@ -25,14 +25,22 @@ SHARD_COLUMNS = [
     "site_id", "well_id", "experiment", "plate", "well", "site", "cell_type", "well_type",
     "sirna", "label", "split_group",
 ]
-#: zstd at level 1 decodes at several GB/s and still shrinks the mostly dark microscopy images.
-PARQUET_COMPRESSION = "zstd"
-PARQUET_COMPRESSION_LEVEL = 1
+#: lz4, because reading is what a GPU node's CPUs spend their time on. Measured here on `small`
+#: preset shards (512 x 512 x 6, one pyarrow thread): zstd level 1 read 305-320 sites a CPU-second
+#: at 0.82 MB a site on disk, lz4 518 at 1.26 MB, uncompressed 902 at 1.57 MB. A training stream
+#: needs >= 250 sites a core after its own copies; zstd left it ~190, lz4 clears it, for ~1.5x
+#: the disk (synthetic noise compresses worse than real, mostly dark, microscopy).
+PARQUET_COMPRESSION = "lz4"
+#: Columns written without dictionary encoding and statistics. Dictionary encoding tries every
+#: column first; for images it only wastes a decode (the first ~2.5 images of each row group went
+#: to a dictionary page before Parquet gave up on it), and min/max of 1.5 MB values cost ~1 ms a
+#: site to write and are useless to a reader.
+IMAGE_COLUMNS = {"image"}
 #: Bytes of pixels per row group (at most ROW_GROUP_MAX_SITES sites). A row group is the smallest
 #: piece a reader can decompress, so it is the unit a training stream interleaves: a streamed
 #: worker holds whole row groups, and a batch mixes as many plates as the row groups it holds. At
 #: 512 x 512 x 6 (1.5 MiB a site) 8 MiB is 5 sites, so a buffer of 1 GiB holds ~136 row groups
-#: (64-site groups held 10); zstd still decompresses an 8 MiB group at full speed.
+#: (64-site groups held 10), and a group still decompresses at full speed.
 ROW_GROUP_BYTES = 8 << 20
 ROW_GROUP_MAX_SITES = 64
 
@@ -80,35 +88,34 @@ def _write_parquet(rows: list[dict], images: np.ndarray, shard_file: Path) -> No
     })
     table = table.append_column(image_field(images.shape[1:]), encode(images))
     with fileio.atomic_path(shard_file) as tmp:  # a reader never sees half a shard
-        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION,
-                       compression_level=PARQUET_COMPRESSION_LEVEL,
-                       row_group_size=row_group_sites(images[0].nbytes))
+        pq.write_table(table, tmp, compression=PARQUET_COMPRESSION, row_group_size=row_group_sites(images[0].nbytes),
+                       use_dictionary=[c for c in table.column_names if c not in IMAGE_COLUMNS],
+                       write_statistics=[c for c in table.column_names if c not in IMAGE_COLUMNS],
+                       data_page_size=ROW_GROUP_BYTES)
 
 
 def _channel_sums(images: list[np.ndarray], is_control: list[bool]) -> dict:
     """Per-channel pixel sums and sums of squares, over all sites and over control wells only.
 
     Integer sums (not means) so shards of one plate or experiment combine exactly, in any order.
-    One image at a time: a float copy of the whole shard would multiply its memory by eight.
+    From each channel's histogram of its 256 values: exact, and no wide copy of the pixels (an
+    int64 copy and einsum cost ~4x the histogram here; they were a third of ingest's time).
     """
+    values = np.arange(256, dtype=np.int64)
+    histograms = [np.stack([np.bincount(channel, minlength=256) for channel in image.reshape(image.shape[0], -1)])
+                  for image in images]  # one [C, 256] an image, shared by both subsets
     out = {}
     for subset, mask in (("all", [True] * len(images)), ("controls", is_control)):
-        chosen = [im for im, keep in zip(images, mask) if keep]
+        chosen = [i for i, keep in enumerate(mask) if keep]
         if not chosen:
             out[subset] = None
             continue
-        total = np.zeros(chosen[0].shape[0], dtype=np.int64)
-        total_sq = np.zeros_like(total)
-        for image in chosen:
-            flat = image.reshape(image.shape[0], -1)
-            total += flat.sum(axis=1, dtype=np.int64)
-            wide = flat.astype(np.int64)
-            total_sq += np.einsum("cp,cp->c", wide, wide)
+        counts = np.sum([histograms[i] for i in chosen], axis=0, dtype=np.int64)
         out[subset] = {
             "n_sites": len(chosen),
-            "n_pixels": int(len(chosen) * chosen[0].shape[1] * chosen[0].shape[2]),
-            "sum": total.tolist(),
-            "sumsq": total_sq.tolist(),
+            "n_pixels": int(len(chosen) * images[0].shape[1] * images[0].shape[2]),
+            "sum": (counts @ values).tolist(),
+            "sumsq": (counts @ (values * values)).tolist(),
         }
     return {"sums": out}
 
