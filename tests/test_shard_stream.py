@@ -122,16 +122,19 @@ def test_streamed_batches_mix_plates_like_a_uniform_shuffle(index):
 
 
 def test_a_streamed_run_completes_with_an_object_store_far_smaller_than_the_split(index, shards, tmp_path):
+    """The real run, streamed: a plain epoch, then one drawn by adaptive resampling from the stream."""
     sites = _train_sites(index)
     assert len(sites) * np.prod(index.image_shape) > 4 * STORE_BYTES
     out = tmp_path / "run"
     overrides = {"val_experiments": list(SPEC.val_experiments), "test_experiments": list(SPEC.test_experiments),
-                 "materialize": False, "epochs": 1, "batch_size": BATCH, "crop": 64, "embedding_dim": 32,
-                 "domain_label": "plate", "domain_width": 64}
+                 "materialize": False, "epochs": 2, "batch_size": BATCH, "crop": 64, "embedding_dim": 32,
+                 "domain_label": "plate", "domain_width": 64, "resampling": "adaptive", "ar_bins": 25}
     final = train(shards, out, overrides=overrides, echo=False)
     history = read_history(out / METRICS_FILE)
-    assert [m["epoch"] for m in history] == [1] and final["step"] == len(sites) // BATCH  # the whole epoch
+    assert [m["epoch"] for m in history] == [1, 2] and final["step"] == 2 * (len(sites) // BATCH)  # whole epochs
     uniform = _uniform_distinct(ShardStream(index, sites, 1 << 20).ids["plate_id"][sites], BATCH)
-    assert final["batch_plates"] >= 0.9 * uniform  # reported, and mixed
-    assert 1 <= final["batch_experiments"] <= final["batch_plates"]
+    for epoch in history:  # reported, and mixed
+        assert epoch["batch_plates"] >= 0.9 * uniform
+        assert 1 <= epoch["batch_experiments"] <= epoch["batch_plates"]
+    assert history[1]["ar_ess"] < 1  # epoch 2 was drawn by weights, not uniformly
     assert math.isfinite(final["train_loss"])
