@@ -154,13 +154,15 @@ def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sw
 
 @pytest.mark.parametrize("num_cpus, slots", [(2, 1), (3, 2)])
 def test_the_embedded_default(cluster_venv, tmp_path, num_cpus, slots):
-    """`jobs/sweep.py` with no arguments (synthetic data, the default space, 6 trials, ASHA) on a
+    """`jobs/sweep.py` with its defaults (synthetic data, the default space, 6 trials, ASHA) on a
     cluster with CPUs for exactly one 1.1-CPU trial at a time, and for two: every slot busy until
-    the last trial starts."""
+    the last trial starts. Without the confirmation runs (`--confirm-seeds 0`): on one slot they
+    alone took ~14 of 29 minutes in CI, and test_sweep's run of the embedded default (its own
+    local Ray, two slots) already checks them, the verdict and their slots."""
     node = HeadNode(cluster_venv, num_cpus=num_cpus)
     try:
         storage = tmp_path / "store"
-        job = submit(node, ["--storage", str(storage)])
+        job = submit(node, ["--storage", str(storage), "--confirm-seeds", "0"])
         log = finish(node, job)
         sweep_dir = storage / "sweeps" / "default"
         assert f"6 trials, up to {slots} at a time" in log
