@@ -141,8 +141,9 @@ class ShardStream:
 
 
 class _Budget:
-    """Image bytes held by a stream: taken when a group is submitted, given back when a batch no
-    longer needs it (weighted_batches drops its reference)."""
+    """Image bytes of the row groups handed to the pool: taken when a group is handed over, given
+    back when the pool lets go of it (weighted_batches drops its last reference). Groups still
+    being read ahead are not counted (the pool's decisions must not depend on threads)."""
 
     def __init__(self, limit: int):
         self.limit, self.used = limit, 0
