@@ -75,7 +75,6 @@ class ShardStream:
         self.site_ids = index.table["site_id"].to_numpy()
         self.ids = _id_columns(index)
         self.groups = _row_groups(index.root, table)
-        self.n_sites = len(table)
         held = self.buffer_bytes // max(self.site_bytes * max(len(g.rows) for g in self.groups), 1)
         if held < min(FEW_GROUPS, len(self.groups)):
             log.warning("the stream buffer (%d MiB) holds %d row groups of these shards: batches will "
