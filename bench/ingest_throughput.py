@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from rxsweep.data import rxrx1_facts
 from rxsweep.data.images import decode_site
 from rxsweep.data.ingest import ingest
 from rxsweep.data.prepare import prepare_synthetic
 from rxsweep.data.sites import load_sites
+from rxsweep.data.synth.presets import PRESETS
 
 CACHE = Path(__file__).parent / ".cache"
 
@@ -64,9 +64,7 @@ def main() -> None:
     base_per_core = len(sample) / (time.perf_counter() - started)
 
     per_core = written / wall / cores
-    # every site of the design (the release lacks a few: ~125,500)
-    full = (sum(rxrx1_facts.EXPERIMENTS_PER_CELL_TYPE.values()) * rxrx1_facts.PLATES_PER_EXPERIMENT
-            * rxrx1_facts.WELLS_PER_PLATE * rxrx1_facts.SITES_PER_WELL)
+    full = PRESETS["full"].n_sites  # every site of the design (the release lacks a few: ~125,500)
     print(json.dumps({
         "benchmark": "ingest_throughput", "sites": written, "image": [6, 512, 512], "cores": cores,
         "wall_s": round(wall, 1), "sites_per_s": round(written / wall, 1),
