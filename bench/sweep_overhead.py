@@ -13,9 +13,11 @@ Only the learning rate is searched (a log-uniform draw: it does not change the c
 - sequential sweep: run_sweep with one trial at a time (Ray started beforehand, not timed).
 - concurrent sweep: the same trials, two at a time (two 1-CPU trials on this 2-core machine).
 
-Prints one JSON line: overhead_s_per_trial = (sequential sweep - trials x bare) / trials;
-concurrency_speedup = sequential / concurrent; and the raw times. Targets here: overhead <= 10 s
-a trial, speed-up >= 1.6.
+Prints one JSON line: trial_efficiency = bare work a trial / sequential sweep time a trial
+(target >= 0.85: a ratio, so it holds on any machine); overhead_s_per_trial = (sequential sweep -
+trials x bare) / trials; concurrency_speedup = sequential / concurrent (target >= 1.6); and the
+raw times. The sequential sweep's time includes its one-off setup (datasets materialised once for
+every trial, the Optuna study, the features baseline), spread over its trials.
 """
 
 from __future__ import annotations
@@ -135,8 +137,9 @@ def main() -> None:
     overhead = (sequential - args.trials * bare) / args.trials
     print(json.dumps({
         "bench": "sweep_overhead", "trials": args.trials, "epochs": args.epochs, "steps_per_epoch": args.steps,
+        "trial_efficiency": round(bare * args.trials / sequential, 3),
         "overhead_s_per_trial": round(overhead, 2), "concurrency_speedup": round(sequential / concurrent, 3),
-        "targets": {"overhead_s_per_trial": 10.0, "concurrency_speedup": 1.6},
+        "targets": {"trial_efficiency": 0.85, "concurrency_speedup": 1.6},
         "sweep_sequential_s": round(sequential, 1), "sweep_concurrent_s": round(concurrent, 1),
         "bare_s_per_trial": round(bare, 2), "bare_runs_s": [round(before, 2), round(after, 2)],
         "trial_epoch_time_s_mean": round(sum(work_seq) / len(work_seq), 2),

@@ -149,12 +149,17 @@ def shards_of(sweep_dir: Path) -> Path:
     return Path(json.loads((sweep_dir / sweep_files.SWEEP_FILE).read_text())["data"])
 
 
-def train_workers_under(tmpdir: str) -> list[psutil.Process]:
-    """The Ray Train worker processes of the Ray living under `tmpdir`."""
+#: What a process that trains shows in its command line: a Ray Train worker, or the process of a
+#: Tune trial (a single-worker sweep trial trains in it: rxsweep.tuning.trial).
+TRAIN_WORKER, TRIAL_PROCESS = "RayTrainWorker", "ray::ImplicitFunc"
+
+
+def train_workers_under(tmpdir: str, kind: str = TRAIN_WORKER) -> list[psutil.Process]:
+    """The processes of `kind` of the Ray living under `tmpdir`."""
     workers = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if any("RayTrainWorker" in part for part in proc.info["cmdline"] or []) and \
+            if any(kind in part for part in proc.info["cmdline"] or []) and \
                     any(tmpdir in " ".join(p.cmdline()) for p in proc.parents()):
                 workers.append(proc)
         except (psutil.NoSuchProcess, psutil.AccessDenied):

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from processes import HeadNode, shards_of, train_workers_under, venv_without_rxsweep
+from processes import TRIAL_PROCESS, HeadNode, shards_of, train_workers_under, venv_without_rxsweep
 from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
 from rxsweep.training import run_files
-from rxsweep.training.placement_groups import read_ledger
 from rxsweep.training.run_files import read_history
 from rxsweep.tuning import sweep_files
 from rxsweep.tuning.space_yaml import load_space
@@ -90,45 +89,38 @@ def check_sweep_released_everything(node: HeadNode, submission_id: str, sweep_di
 
 
 def kill_a_trial_in_its_first_epoch(node: HeadNode, sweep_dir: Path, timeout: float = 600) -> tuple[Path, float]:
-    """SIGKILL the Train worker of a trial after the first, while it trains its first epoch; return
-    the trial's folder and when its worker was killed. One trial runs at a time here.
-
-    A trial that has reported no epoch cannot have been stopped by ASHA or have completed, so a
-    worker killed then fails it. But a worker killed while its group is still starting is
-    started again by Ray Train (no failure), and from outside the start is not told apart from
-    training: so a worker is killed once it is `age` seconds old, and if its trial goes on (a new
-    worker appears) the next one gets twice as long. A trial that reports an epoch first is left
-    alone and the next one is taken."""
-    first_trials_workers: set[int] = set()
-    target, killed_at, age = None, None, 2.0
+    """SIGKILL the process of a trial after the first (a single-worker trial trains in its own
+    process) before it reports an epoch; return the trial's folder and when it was killed. One
+    trial runs at a time here, so the trial processes that appear after the first trial ended
+    belong to the trial that has claimed its folder and reported nothing yet."""
+    first_trials: set[int] = set()
+    target, killed_at = None, None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         folders = list((sweep_dir / sweep_files.TRIALS_DIR).glob("*")) if sweep_dir.exists() else []
         ended = {f for f in folders if (fileio.read_json(f / sweep_files.STATUS_FILE) or {}).get("ended_at")}
-        workers = train_workers_under(node.tmpdir)
+        processes = train_workers_under(node.tmpdir, TRIAL_PROCESS)
         if not ended:
-            first_trials_workers.update(w.pid for w in workers)
-        elif target in ended:
-            return target, killed_at
+            first_trials.update(p.pid for p in processes)
+        elif target is not None:
+            if target in ended:
+                return target, killed_at
         else:
-            training = [f for f in folders if f not in ended and read_ledger(f)
+            starting = [f for f in folders if f not in ended and (f / run_files.CONFIG_FILE).exists()
                         and not read_history(f / run_files.METRICS_FILE)]
-            fresh = [w for w in workers if w.pid not in first_trials_workers]
-            if target is not None and target not in training:
-                target, killed_at, age = None, None, 2.0  # it reported an epoch before a kill landed
-            elif training and fresh and time.time() - fresh[0].create_time() >= age:
-                if target == training[0]:
-                    age *= 2  # the last kill hit a starting group: Ray Train started it again
-                target, killed_at = training[0], time.time()
-                for worker in fresh:
-                    worker.kill()
-                first_trials_workers.update(w.pid for w in fresh)  # never the same process twice
+            fresh = [p for p in processes if p.pid not in first_trials]
+            if len(starting) == 1 and fresh:
+                target, killed_at = starting[0], time.time()
+                for process in fresh:
+                    process.kill()
         time.sleep(0.2)
     raise AssertionError(f"no trial after the first was killed in its first epoch within {timeout} s")
 
+
 def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sweep, tmp_path):
-    """2 CPUs hold one 1.1-CPU trial. The second trial's Train worker is SIGKILLed (no restarts,
-    no retries: the trial fails); ASHA stops some of the others. Every trial still gets the CPU."""
+    """2 CPUs hold one 1.1-CPU trial. A later trial's process is SIGKILLed in its first epoch (no
+    restarts, no retries: the trial fails); ASHA stops some of the others. Every trial still gets
+    the CPU."""
     space = SPACES / "cluster.yaml"
     slots = concurrent_trials({"CPU": 2}, load_space(space).trial_resources(), load_space(space).num_samples)
     assert slots == 1

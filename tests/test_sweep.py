@@ -11,7 +11,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from processes import (REPO, HeadNode, kill_tree, ray_tmpdir, shards_of, start_sweep, stop_ray_under,
+from processes import (REPO, TRIAL_PROCESS, HeadNode, kill_tree, ray_tmpdir, shards_of, start_sweep, stop_ray_under,
                        train_workers_under, venv_without_rxsweep, wait_for)
 from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
@@ -166,8 +166,9 @@ def head_node(tmp_path_factory):
 def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkpoint(head_node, tiny_sweep,
                                                                                      tmp_path):
     """`ray job submit --working-dir . -- python jobs/sweep.py ...` on a cluster whose Python has
-    no rxsweep; while the trial trains, its Train worker is SIGKILLed after the first checkpoint.
-    Ray Train restarts the worker group from that checkpoint and the job still succeeds."""
+    no rxsweep; while the trial trains, its process (a single-worker trial trains in it) is
+    SIGKILLed after the first checkpoint. Tune starts the trial again (the space allows one worker
+    restart), it resumes from that checkpoint and the job still succeeds."""
     storage = tmp_path / "store"
     submitted = head_node.ray_cli(
         "job", "submit", "--address", head_node.address, "--working-dir", ".", "--no-wait", "--",
@@ -184,7 +185,7 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkp
 
     trial = wait_for(first_checkpoint, 600, "the trial's first checkpoint")
     epoch1 = (trial / run_files.METRICS_FILE).read_text().splitlines()[0]
-    workers = wait_for(lambda: train_workers_under(head_node.tmpdir), 60, "the Train worker process")
+    workers = wait_for(lambda: train_workers_under(head_node.tmpdir, TRIAL_PROCESS), 60, "the trial's process")
     assert len(workers) == 1
     workers[0].kill()
 
@@ -192,18 +193,16 @@ def test_ray_job_submit_runs_a_sweep_and_a_killed_worker_resumes_from_its_checkp
     status = head_node.ray_cli("job", "status", "--address", head_node.address, job_id)
     assert f"Job '{job_id}' succeeded" in status.stdout + status.stderr, (status.stdout + logs.stdout)[-4000:]
     assert "Trial status:" in logs.stdout and "1 TERMINATED" in logs.stdout  # Tune's progress in the job log
-    assert "Training failed due to worker errors" in logs.stdout  # the kill was seen, and survived
     assert "No module named 'rxsweep'" not in logs.stdout
     assert epochs(trial) == [1, 2, 3]  # every epoch once: the restart resumed at epoch 2
     assert (trial / run_files.METRICS_FILE).read_text().splitlines()[0] == epoch1
     sweep = load_sweep(storage / "sweeps" / "one_trial")
     assert sweep.finished and [t.status for t in sweep.trials] == ["completed"]
     assert str(storage / "sweeps" / "one_trial") in logs.stdout.splitlines()  # the job prints the sweep folder
-    # the cluster's state API (what the dashboard shows) knows the job's trial and worker actors
-    classes = {a["class_name"] for a in head_node.actors()}
-    assert {"TrainController", "RayTrainWorker"} <= classes, classes
-    restarted = [a for a in head_node.actors() if a["class_name"] == "RayTrainWorker"]
-    assert len(restarted) == 2  # the killed worker and its replacement
+    # the cluster's state API (what the dashboard shows) knows the trial's processes: the killed
+    # one and its replacement
+    trials = [a for a in head_node.actors() if a["class_name"] == "ImplicitFunc"]
+    assert sorted(a["state"] for a in trials) == ["DEAD", "DEAD"], trials
 
 
 # ------------------------------------------------ the embedded default keeps its slots busy

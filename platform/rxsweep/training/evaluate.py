@@ -35,6 +35,17 @@ def all_reduce(t: torch.Tensor, op: str = "sum") -> torch.Tensor:
     return t.to(device)
 
 
+def broadcast_buffers(model: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). DDP copies them from rank 0
+    at the start of each training forward, but each rank's own last batch then updates its copy:
+    evaluated as they are, the ranks would score one model with N sets of statistics, and the
+    checkpoint (rank 0's) would not be the model whose metrics were reported."""
+    if world_size() == 1:
+        return
+    for buffer in model.buffers():
+        dist.broadcast(buffer.data, src=0)
+
+
 def all_gather_objects(obj) -> list:
     """Every worker's ``obj``, in rank order (picklable objects; used for embeddings)."""
     if world_size() == 1:

@@ -1,9 +1,10 @@
-"""The per-worker training function that Ray Train runs on every rank.
+"""The per-worker training loop: what every rank of a Ray Train worker group runs, and what a
+single-worker sweep trial runs in its own process (worker_context.py says where and why).
 
 Per epoch: train on this worker's shard of the training split, evaluate val / heldout_val /
-heldout_test, all-reduce the sums, and ``ray.train.report`` the metrics with a checkpoint (every
-rank reports; rank 0 writes the checkpoint files). On start it resumes from
-``ray.train.get_checkpoint()`` at the epoch after the checkpoint's.
+heldout_test, all-reduce the sums, and report the metrics with a checkpoint (every rank reports;
+rank 0 writes the checkpoint files). On start it resumes from the run's latest checkpoint at the
+epoch after the checkpoint's.
 
 Randomness: every epoch reseeds torch, NumPy, Python and the augmentation generator from
 (seed, epoch, rank), and the data order from (seed, epoch, rank) too, so a resumed run replays the
@@ -19,8 +20,6 @@ import tempfile
 import time
 
 import numpy as np
-import ray.train
-import ray.train.torch
 import torch
 
 from rxsweep.data.shard_stream import ShardStream
@@ -34,9 +33,10 @@ from rxsweep.training.recipe import (build_model, build_optimizer, build_schedul
 from rxsweep.training.resampler import AdaptiveResampler
 from rxsweep.training.config import ConfigError, TrainConfig
 from rxsweep.training.embeddings import embeddings_table, write_embeddings
-from rxsweep.training.evaluate import (all_gather_objects, all_reduce, eval_metrics, evaluate,
+from rxsweep.training.evaluate import (all_gather_objects, all_reduce, broadcast_buffers, eval_metrics, evaluate,
                                        model_embedding_dim, model_n_classes)
-from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, RunPlan
+from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, RunPlan
+from rxsweep.training.worker_context import TrainWorkerContext
 
 #: Config fields that may change between a run and its resumption (they don't shape the state).
 RESUMABLE_CHANGES = {"num_workers", "cpus_per_worker", "gpus_per_worker", "keep_checkpoints",
@@ -57,8 +57,20 @@ def seed_epoch(seed: int, epoch: int, rank: int, generators: dict[str, torch.Gen
         g.manual_seed(derive_seed(seed, epoch, rank, i))
 
 
+def loop_config(cfg: TrainConfig, plan: RunPlan, names: dict[str, list[str]], epoch_scores=None) -> dict:
+    """The loop's ``config`` for a run of ``cfg``: ``names`` as build_datasets returns them."""
+    return {"cfg": cfg.to_dict(), "plan": plan, "train_datasets": names[TRAIN_SPLIT],
+            "eval_datasets": {s: names[s] for s in EVAL_SPLITS}, "epoch_scores": epoch_scores}
+
+
 def train_loop_per_worker(config: dict) -> None:
-    """Ray Train entry point. ``config``: {"cfg": TrainConfig.to_dict(), "plan": RunPlan,
+    """Ray Train entry point: :func:`run_worker_loop` on this rank of the worker group."""
+    run_worker_loop(config, TrainWorkerContext())
+
+
+def run_worker_loop(config: dict, ctx) -> None:
+    """One worker's run. ``ctx``: a worker_context (rank, device, checkpoint, data, report).
+    ``config``: {"cfg": TrainConfig.to_dict(), "plan": RunPlan,
     "train_datasets": [training dataset name of rank r, ...] (one name: one worker; none: the
     worker streams its training sites from the shards),
     "eval_datasets": {split: [dataset name of rank r, ...]}, "epoch_scores": None or a
@@ -70,9 +82,8 @@ def train_loop_per_worker(config: dict) -> None:
     ranked on what it reported last."""
     cfg = TrainConfig.from_dict(config["cfg"])
     plan: RunPlan = config["plan"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
+    rank, world = ctx.rank, ctx.world
+    device = ctx.device
     if device.type == "cpu":
         torch.set_num_threads(max(1, int(cfg.cpus_per_worker)))
 
@@ -82,12 +93,13 @@ def train_loop_per_worker(config: dict) -> None:
     scheduler = build_scheduler(cfg, optimizer, plan.total_steps)
     start_epoch, step, history = 1, 0, []
     resampler = AdaptiveResampler(cfg, plan, rank, world) if cfg.adaptive else None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as d:
+    state = None
+    with ctx.checkpoint_dir() as d:
+        if d is not None:
             _check_resumable(cfg, d)
             state = ckpt.load_state(d)
             history = run_files.read_history(f"{d}/{run_files.HISTORY_FILE}")
+    if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -97,7 +109,7 @@ def train_loop_per_worker(config: dict) -> None:
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     raw = model
-    model = ray.train.torch.prepare_model(model)  # moves to the device; DDP when world > 1
+    model = ctx.prepare_model(model)  # moves to the device; DDP when world > 1
     _move_optimizer_state(optimizer, device)
 
     transform = batch_transform(plan.index, cfg.normalization, cfg.augment_spec(), device, cfg.seed)
@@ -107,12 +119,11 @@ def train_loop_per_worker(config: dict) -> None:
     domain_key = "plate_id" if cfg.domain_label == "plate" else "experiment_id"
     train_names = config["train_datasets"]
     if train_names:  # materialised in Ray's object store
-        train_data = ray.train.get_dataset_shard(train_names[rank] if len(train_names) > 1 else train_names[0])
+        train_data = ctx.dataset(train_names)
     else:  # streamed from the shards by this process (shard_stream.py says why)
         train_data = ShardStream(plan.index, plan.train_sites(rank, world), cfg.stream_buffer_mb << 20,
                                  threads=max(1, int(cfg.cpus_per_worker)))
-    eval_data = {s: ray.train.get_dataset_shard(names[rank] if len(names) > 1 else names[0])
-                 for s, names in config["eval_datasets"].items()}
+    eval_data = {s: ctx.dataset(names) for s, names in config["eval_datasets"].items()}
     n_types = len(plan.cell_types)
 
     for epoch in range(start_epoch, cfg.epochs + 1):
@@ -166,6 +177,7 @@ def train_loop_per_worker(config: dict) -> None:
             drawn["ar_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - ar_started), op="max"))
 
         eval_started = time.perf_counter()
+        broadcast_buffers(raw)  # one model on every rank: the one rank 0 checkpoints
         evals = {s: evaluate(raw, it.iter_torch_batches(batch_size=cfg.batch_size, prefetch_batches=2),
                              transform, n_types, device, collect=s in EMBEDDING_SPLITS)
                  for s, it in eval_data.items()}
@@ -182,7 +194,7 @@ def train_loop_per_worker(config: dict) -> None:
         parts = {s: all_gather_objects(evals[s].embeddings) for s in EMBEDDING_SPLITS}
 
         with tempfile.TemporaryDirectory(prefix="rxsweep-ckpt-") as tmp:
-            checkpoint = None
+            written = None
             if rank == 0:
                 table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw),
                                          model_n_classes(raw))
@@ -193,9 +205,8 @@ def train_loop_per_worker(config: dict) -> None:
                 ckpt.save_checkpoint(tmp, model=raw, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                      step=step, rng=ckpt.rng_state(generators), config_yaml=cfg.to_yaml(),
                                      history=history, resampling=resampler and resampler.state())
-                checkpoint = ray.train.Checkpoint.from_directory(tmp)
-            ray.train.report(metrics, checkpoint=checkpoint,
-                             checkpoint_dir_name=run_files.checkpoint_dir_name(epoch))
+                written = tmp
+            ctx.report(metrics, written, epoch)
 
 
 def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer) -> dict:

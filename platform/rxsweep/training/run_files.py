@@ -6,13 +6,14 @@
                                        columns analysis needs to use it (experiment, plate, well_id,
                                        cell_type, well_type, label): the run's data split as a value
       metrics.jsonl                    one JSON line an epoch, epochs 1..N exactly once (NaN as null)
-      checkpoint_epochNNNN/            Ray Train checkpoints (the last `keep_checkpoints`):
+      checkpoint_epochNNNN/            checkpoints (the last `keep_checkpoints`; written by Ray Train,
+                                       or by a single-worker sweep trial itself: worker_context.py):
         state.pt                       model, optimiser, scheduler, epoch, step, RNG (weights_only)
         config.yaml                    the run's TrainConfig
         history.jsonl                  the metrics of epochs 1..NNNN
         embeddings.parquet             held-out embeddings and log-probabilities of this epoch's model
-      checkpoint_manager_snapshot.json Ray Train's own record of them (what resuming reads)
-      placement_groups.jsonl           the placement groups the run reserved (placement_groups.py)
+      checkpoint_manager_snapshot.json Ray Train's own record of them (what its resuming reads)
+      placement_groups.jsonl           the placement groups Ray Train reserved (placement_groups.py)
       embeddings.parquet               `rxsweep train`: copy of the final checkpoint's embeddings
       result.json                      `rxsweep train`: final metrics + checkpoint; written last
 
@@ -45,6 +46,23 @@ SPLIT_COLUMNS = ("site_id", "split", "experiment", "plate", "well_id", "cell_typ
 def checkpoint_dir_name(epoch: int) -> str:
     """Name of an epoch's checkpoint inside the run folder (sorts by epoch)."""
     return f"checkpoint_epoch{epoch:04d}"
+
+
+def checkpoints(run_dir: str | Path) -> list[Path]:
+    """The run's checkpoint folders, oldest epoch first."""
+    return sorted(p for p in Path(run_dir).glob("checkpoint_epoch*") if p.is_dir())
+
+
+def record_epoch(run_dir: str | Path, metrics: dict, checkpoint: str | Path | None) -> None:
+    """Keep RUN_DIR/metrics.jsonl equal to the reported epochs 1..e after epoch e's report: a
+    restarted run that repeats an epoch replaces its line; lines lost to a crash are restored from
+    the checkpoint's history."""
+    path = Path(run_dir) / METRICS_FILE
+    epoch = int(metrics["epoch"])
+    kept = [m for m in read_history(path) if int(m["epoch"]) < epoch]
+    if [int(m["epoch"]) for m in kept] != list(range(1, epoch)) and checkpoint is not None:
+        kept = [m for m in read_history(Path(checkpoint) / HISTORY_FILE) if int(m["epoch"]) < epoch]
+    write_history(path, kept + [metrics])
 
 
 def final_embeddings(run_dir: str | Path) -> Path | None:

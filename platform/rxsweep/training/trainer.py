@@ -19,7 +19,7 @@ from ray.train import UserCallback
 from rxsweep.training.config import TrainConfig
 from rxsweep.training.placement_groups import PlacementGroupLedger
 from rxsweep.training.plan import EVAL_SPLITS, TRAIN_SPLIT, RunPlan, preflight
-from rxsweep.training.run_files import HISTORY_FILE, METRICS_FILE, read_history, write_history
+from rxsweep.training.run_files import record_epoch
 
 
 def build_datasets(cfg: TrainConfig, plan: RunPlan) -> tuple[dict, dict[str, list[str]]]:
@@ -66,20 +66,13 @@ def build_datasets(cfg: TrainConfig, plan: RunPlan) -> tuple[dict, dict[str, lis
 
 class MetricsLog(UserCallback):
     """Ray Train callback (runs in the controller, on the driver's node) keeping
-    ``run_dir/metrics.jsonl`` equal to the reported epochs 1..e: a restarted run that repeats an
-    epoch replaces its line; a line lost to a crash is restored from the checkpoint's history."""
+    ``run_dir/metrics.jsonl`` equal to the reported epochs (run_files.record_epoch)."""
 
     def __init__(self, run_dir: str) -> None:
-        self.path = Path(run_dir) / METRICS_FILE
+        self.run_dir = run_dir
 
     def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
-        current = metrics[0]
-        epoch = int(current["epoch"])
-        kept = [m for m in read_history(self.path) if int(m["epoch"]) < epoch]
-        if [int(m["epoch"]) for m in kept] != list(range(1, epoch)) and checkpoint is not None:
-            history = Path(checkpoint.path) / HISTORY_FILE
-            kept = [m for m in read_history(history) if int(m["epoch"]) < epoch]
-        write_history(self.path, kept + [current])
+        record_epoch(self.run_dir, metrics[0], checkpoint.path if checkpoint is not None else None)
 
     def after_exception(self, run_context, worker_exceptions) -> None:
         pass
@@ -110,7 +103,7 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from rxsweep.training.loop import train_loop_per_worker
+    from rxsweep.training.loop import loop_config, train_loop_per_worker
 
     for key, value in CONTROLLER_ENV.items():  # read by the controller Ray Train starts for fit()
         os.environ.setdefault(key, value)
@@ -130,8 +123,7 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"cfg": cfg.to_dict(), "plan": plan, "train_datasets": names[TRAIN_SPLIT],
-                           "eval_datasets": {s: names[s] for s in EVAL_SPLITS}, "epoch_scores": epoch_scores},
+        train_loop_config=loop_config(cfg, plan, names, epoch_scores),
         scaling_config=ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                      resources_per_worker=resources),
         torch_config=TorchConfig(backend="nccl" if cfg.use_gpu else "gloo"),

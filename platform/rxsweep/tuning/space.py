@@ -28,7 +28,10 @@ SCHEDULERS = ("asha", "fifo")
 #: resources: key -> the TrainConfig field it sets (driver_cpus is the trial driver's own share).
 RESOURCE_FIELDS = {"workers": "num_workers", "cpus_per_worker": "cpus_per_worker",
                    "gpus_per_worker": "gpus_per_worker"}
-DEFAULT_DRIVER_CPUS = 0.1  # the trial driver only waits on its TorchTrainer
+#: A trial's share on top of its workers' CPUs: a multi-worker trial's driver only waits on its
+#: TorchTrainer; a single-worker trial trains in its own process, and the share stays free for the
+#: Ray Data tasks that read its evaluation splits (and keeps the trial-slot arithmetic the same).
+DEFAULT_DRIVER_CPUS = 0.1
 DEFAULT_CONFIRM_SEEDS = 3  # WILDS asks for 3 seeds a method
 
 
@@ -112,7 +115,7 @@ class SearchSpace:
         return sampled
 
     def trial_resources(self) -> dict[str, float]:
-        """What one trial reserves: its driver plus every Train worker."""
+        """What one trial reserves: its driver's share plus every worker's."""
         cfg = self.base_config()
         cpus = self.driver_cpus + cfg.num_workers * cfg.cpus_per_worker
         return {"CPU": cpus, "GPU": cfg.num_workers * cfg.gpus_per_worker}

@@ -132,7 +132,7 @@ def _tuner(folder: Path, space: SearchSpace, data: str, shared: SharedInputs, co
 
     trainable = tune.with_resources(
         tune.with_parameters(trainable_fn, space=space, shards_dir=data, sweep_dir=str(folder), shared=shared),
-        {"cpu": space.driver_cpus})
+        _trial_process_resources(space))
     tune_path = folder / sweep_files.TUNE_DIR
     if resume and tune.Tuner.can_restore(str(tune_path)):
         return tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
@@ -149,10 +149,29 @@ def _tuner(folder: Path, space: SearchSpace, data: str, shared: SharedInputs, co
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=sweep_files.TUNE_DIR, storage_path=str(folder),
-            failure_config=tune.FailureConfig(max_failures=space.failures.trial_retries),
+            failure_config=tune.FailureConfig(max_failures=_trial_restarts(space)),
             callbacks=[TrialStatusWriter(str(folder), space.base_config().epochs),
                        PlacementGroupGuard(str(folder))], verbose=1 if echo else 0),
     )
+
+
+def _trial_process_resources(space: SearchSpace) -> dict:
+    """What Tune reserves for a trial's own process: the whole trial when it trains in it (one
+    worker), else the small share of a driver that waits on its TorchTrainer's worker group."""
+    from rxsweep.tuning.trial import runs_in_trial_process
+
+    if runs_in_trial_process(space):
+        return {k.lower(): v for k, v in space.trial_resources().items() if v}
+    return {"cpu": space.driver_cpus}
+
+
+def _trial_restarts(space: SearchSpace) -> int:
+    """Tune's retries of a failed trial. A trial that trains in its own process is its only
+    worker: its worker restarts are Tune retries too (each resumes the last checkpoint)."""
+    from rxsweep.tuning.trial import runs_in_trial_process
+
+    restarts = space.failures.worker_restarts if runs_in_trial_process(space) else 0
+    return space.failures.trial_retries + restarts
 
 
 def _confirm(sweep_dir: Path, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int,

@@ -14,10 +14,10 @@ Each trial folder is a run folder (rxsweep.training.run_files) plus the sweep's 
         splits.parquet             site_id -> split of every site (what analysis reads, never the shards)
         metrics.jsonl              one JSON line an epoch, epochs 1..e exactly once; the last
                                    epoch's line also holds the batch-mixing scores
-        checkpoint_epochNNNN/      Ray Train checkpoints, each with embeddings.parquet
-                                   (held-out embeddings and log-probabilities of that epoch's model)
-        placement_groups.jsonl     the placement groups its Train run reserved, one line a worker
-                                   group (rxsweep.training.placement_groups)
+        checkpoint_epochNNNN/      checkpoints, each with embeddings.parquet (held-out embeddings
+                                   and log-probabilities of that epoch's model)
+        placement_groups.jsonl     multi-worker trials: the placement groups its Train run reserved,
+                                   one line a worker group (rxsweep.training.placement_groups)
         status.json                running | completed | stopped (early, by the scheduler) |
                                    error (with the message) | lost (started, then forgotten by a
                                    sweep driver killed before it saved its state; never ranked);

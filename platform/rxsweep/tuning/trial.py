@@ -1,10 +1,15 @@
-"""The trial driver: what one Ray Tune trial runs.
+"""What one Ray Tune trial runs: one training run in ``SWEEP_DIR/trials/<trial id>``, so a trial
+that Tune starts again (a retry after a failure, a resumed sweep) resumes its own last checkpoint.
 
-It only configures and runs one TorchTrainer (the workers ask for their own CPUs/GPUs; the driver
-holds a small CPU share and waits), named after the trial id in ``SWEEP_DIR/trials``, so a trial
-that Tune restarts (a crashed driver, a resumed sweep) resumes its own last checkpoint. Ray Train's
-TuneReportCallback forwards each epoch's metrics (all-reduced over workers, so rank 0's are
-everyone's); the last epoch's also carry the batch-mixing scores of the held-out embeddings
+- A single-worker trial runs the per-worker loop in the trial's own process
+  (worker_context.InProcessContext): the trial holds the worker's CPUs/GPUs itself, writes its
+  checkpoints and metrics.jsonl into its run folder and reports each epoch to Tune. No
+  TorchTrainer: its controller and worker processes cost ~8 s a trial (bench/RESULTS.md).
+- A multi-worker trial configures and runs one TorchTrainer (the workers ask for their own
+  CPUs/GPUs; the trial holds a small CPU share and waits); Ray Train's TuneReportCallback forwards
+  each epoch's metrics (all-reduced over workers, so rank 0's are everyone's).
+
+Either way each epoch's report carries the batch-mixing scores of its held-out embeddings
 (rxsweep.metrics.embedding_scores), which is what the mixing objectives read.
 """
 
@@ -25,21 +30,37 @@ def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: s
     """Tune trainable. ``config``: the sampled parameters. ``shared``: the SharedInputs of the sweep
     (shard index and Ray Datasets built once by the sweep driver, identical for every trial)."""
     import ray.tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     from rxsweep.metrics.embedding_scores import epoch_scores
     from rxsweep.training.plan import preflight
-    from rxsweep.training.trainer import build_trainer
 
     trial_id = ray.tune.get_context().get_trial_id()
     cfg = space.trial_config(config)
     run_dir = sweep_files.trial_dir(sweep_dir, trial_id)
     plan = preflight(cfg, shards_dir, index=shared.index)
     _record_trial(run_dir, config, cfg, plan)
+    if runs_in_trial_process(space):
+        from rxsweep.training.loop import loop_config, run_worker_loop
+        from rxsweep.training.worker_context import InProcessContext
+
+        datasets, names = shared.datasets
+        context = InProcessContext(run_dir, datasets, cfg.keep_checkpoints, report=ray.tune.report)
+        run_worker_loop(loop_config(cfg, plan, names, epoch_scores), context)
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from rxsweep.training.trainer import build_trainer
+
     trainer = build_trainer(cfg, shards_dir, run_dir.parent, trial_id, callbacks=[TuneReportCallback()],
                             plan=plan, datasets=shared.datasets, max_failures=space.failures.worker_restarts,
                             epoch_scores=epoch_scores)
     trainer.fit()
+
+
+def runs_in_trial_process(space: SearchSpace) -> bool:
+    """Whether the space's trials train in the trial's own process (one worker) rather than
+    through a TorchTrainer (several)."""
+    return space.base_config().num_workers == 1
 
 
 def run_confirm_trial(config: dict, **kwargs) -> None:
