@@ -293,6 +293,16 @@ class TrainConfig:
         a, b = self.to_dict(), other.to_dict()
         return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
 
+    def unresumable_diff(self, other: "TrainConfig") -> dict[str, tuple[Any, Any]]:
+        """:meth:`diff` less RESUMABLE_CHANGES: what a run saved with ``self`` cannot resume as."""
+        return {k: v for k, v in self.diff(other).items() if k not in RESUMABLE_CHANGES}
+
+
+#: Fields a run may change when it resumes: they shape where and how fast it runs, not its state
+#: (a checkpoint of 2 workers resumes on 1; a streamed run resumes materialized).
+RESUMABLE_CHANGES = frozenset({"num_workers", "cpus_per_worker", "gpus_per_worker", "keep_checkpoints",
+                               "materialize", "shuffle_buffer", "stream_buffer_mb"})
+
 
 def field_specs() -> dict[str, tuple[Any, Spec]]:
     """{field: (default, Spec)} of every TrainConfig field, in declaration order."""

@@ -38,10 +38,6 @@ from rxsweep.training.evaluate import (all_gather_objects, all_reduce, broadcast
 from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, RunPlan
 from rxsweep.training.worker_context import TrainWorkerContext
 
-#: Config fields that may change between a run and its resumption (they don't shape the state).
-RESUMABLE_CHANGES = {"num_workers", "cpus_per_worker", "gpus_per_worker", "keep_checkpoints",
-                     "materialize", "shuffle_buffer", "stream_buffer_mb"}
-
 
 def derive_seed(*keys: int) -> int:
     """An independent 63-bit seed for a tuple of ints (seed, epoch, rank, stream)."""
@@ -131,6 +127,7 @@ def run_worker_loop(config: dict, ctx) -> None:
         model.train()
         sums = torch.zeros(7, dtype=torch.float64, device=device)
         mixing = torch.zeros(3, dtype=torch.float64)  # batches, distinct plates, distinct experiments
+        trained_sites = []  # site_index of every row this worker trained on this epoch
         lam, taken = 0.0, 0
         started = time.perf_counter()
         draw = np.random.default_rng(derive_seed(cfg.seed, epoch, rank, 200))
@@ -150,6 +147,7 @@ def run_worker_loop(config: dict, ctx) -> None:
                 break
             lam = lambda_at(cfg, step, plan.total_steps)
             raw.set_lambda(lam)
+            trained_sites.append(batch["site_index"].numpy())
             mixing += torch.tensor([1.0, batch["plate_id"].unique().numel(), batch["experiment_id"].unique().numel()],
                                    dtype=torch.float64)
             labels = batch["label"].to(device)
@@ -186,6 +184,7 @@ def run_worker_loop(config: dict, ctx) -> None:
         # How well a worker's batch mixes the domains (BatchNorm and the domain head see one batch)
         metrics["batch_plates"] = plates / max(batches_seen, 1)
         metrics["batch_experiments"] = experiments / max(batches_seen, 1)
+        metrics.update(_site_coverage(all_gather_objects(np.unique(np.concatenate(trained_sites or [[]])))))
         if resampler is not None:
             metrics.update(drawn)
         metrics["eval_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - eval_started), op="max"))
@@ -226,9 +225,17 @@ def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
     return metrics
 
 
+def _site_coverage(per_rank: list[np.ndarray]) -> dict:
+    """From each worker's distinct trained sites of an epoch: how many sites the epoch trained on,
+    and how many of them more than one worker did (0 unless the workers' parts overlap)."""
+    every = np.concatenate(per_rank).astype(np.int64)
+    distinct = np.unique(every)
+    return {"train_sites_seen": int(len(distinct)), "train_sites_shared": int(len(every) - len(distinct))}
+
+
 def _check_resumable(cfg: TrainConfig, directory: str) -> None:
     saved = TrainConfig.from_yaml(f"{directory}/{run_files.CONFIG_FILE}")
-    changed = {k: v for k, v in saved.diff(cfg).items() if k not in RESUMABLE_CHANGES}
+    changed = saved.unresumable_diff(cfg)
     if changed:
         detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in ((k, *v) for k, v in changed.items()))
         raise ConfigError(f"the checkpoint to resume from was trained with another config ({detail}); "

@@ -85,18 +85,18 @@ def write_history(path: str | Path, history: list[dict]) -> None:
 def claim(run_dir: str | Path, cfg: TrainConfig, splits: pd.DataFrame | None = None) -> None:
     """Make ``run_dir`` this run's folder, or check that it already is.
 
-    A folder holding another config is refused (ConfigError naming what differs); otherwise the
-    config is written, and with ``splits`` (site_id, split and SPLIT_COLUMNS) splits.parquet."""
+    A folder holding another config is refused (ConfigError naming what differs), unless only
+    fields a run may resume with changed (config.RESUMABLE_CHANGES: workers, resources, streaming);
+    the config is written, and with ``splits`` (site_id, split and SPLIT_COLUMNS) splits.parquet."""
     run_dir = Path(run_dir)
     saved = run_dir / CONFIG_FILE
     if saved.exists():
-        diff = TrainConfig.from_yaml(saved).diff(cfg)
+        diff = TrainConfig.from_yaml(saved).unresumable_diff(cfg)
         if diff:
             detail = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
             raise ConfigError(f"{run_dir} holds a run with another config ({detail}); choose another "
                               "folder, or delete that one to start over")
-    else:
-        fileio.write_text(saved, cfg.to_yaml())
+    fileio.write_text(saved, cfg.to_yaml())  # what the run now runs with (workers may differ)
     if splits is not None:
         write_splits(run_dir, splits)
 
