@@ -16,6 +16,9 @@ Each trial folder is a run folder (rxsweep.training.run_files) plus the sweep's 
                                    epoch's line also holds the batch-mixing scores
         checkpoint_epochNNNN/      checkpoints, each with embeddings.parquet (held-out embeddings
                                    and log-probabilities of that epoch's model)
+        processes.jsonl            single-worker trials: where the trial's process ran, one line
+                                   each time it started (time, node_id, hostname, pid): a
+                                   retried or resumed trial has one line a start
         placement_groups.jsonl     multi-worker trials: the placement groups its Train run reserved,
                                    one line a worker group (rxsweep.training.placement_groups)
         status.json                running | completed | stopped (early, by the scheduler) |
@@ -46,6 +49,7 @@ TUNE_DIR = "tune"
 # the sweep's records in each trial's run folder
 PARAMS_FILE = "params.json"
 STATUS_FILE = "status.json"
+PROCESSES_FILE = "processes.jsonl"
 BASELINE_EMBEDDINGS = "baselines/features/embeddings.parquet"
 CONFIRM_DIR = "confirm"
 CONFIRM_FILE = "confirm.json"

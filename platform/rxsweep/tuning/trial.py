@@ -16,6 +16,7 @@ Either way each epoch's report carries the batch-mixing scores of its held-out e
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: s
         from rxsweep.training.loop import loop_config, run_worker_loop
         from rxsweep.training.worker_context import InProcessContext
 
+        _record_process(run_dir)
         datasets, names = shared.datasets
         context = InProcessContext(run_dir, datasets, cfg.keep_checkpoints, report=ray.tune.report)
         run_worker_loop(loop_config(cfg, plan, names, epoch_scores), context)
@@ -81,3 +83,17 @@ def _record_trial(run_dir: Path, params: dict, cfg, plan) -> None:
                            f"it as {params}")
     fileio.write_json(run_dir / sweep_files.PARAMS_FILE, params)
     run_files.claim(run_dir, cfg, plan.splits)
+
+
+def _record_process(run_dir: Path) -> None:
+    """Append where this trial's process runs to its processes.jsonl (the node is what a
+    multi-node sweep, or a node that died under a trial, is read off)."""
+    import socket
+    import time
+
+    import ray
+
+    entry = {"time": time.time(), "node_id": ray.get_runtime_context().get_node_id(),
+             "hostname": socket.gethostname(), "pid": os.getpid()}
+    with open(run_dir / sweep_files.PROCESSES_FILE, "a") as f:  # one short line an append
+        f.write(json.dumps(entry) + "\n")
