@@ -101,10 +101,11 @@ class HeadNode:
     """`ray start --head` on 127.0.0.1 ports of its own, token authentication as Ray sets it."""
 
     def __init__(self, bin_dir: Path, num_cpus: int = 3) -> None:
-        self.tmpdir = ray_tmpdir()
+        self.tmpdir, self.bin_dir = ray_tmpdir(), bin_dir
         names = ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
                  "runtime-env-agent-port", "ray-client-server-port")
         self.dashboard_port, *component_ports = free_ports(1 + len(names))
+        self.gcs_port = component_ports[0]
         self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_TMPDIR": self.tmpdir}
         self.env.pop("RAY_ADDRESS", None)
         # Every listening port its own: the job agent's default port (52365) is shared by every Ray
@@ -123,6 +124,10 @@ class HeadNode:
     @property
     def address(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
+
+    def add_node(self, num_cpus: int) -> "WorkerNode":
+        """A second node on this machine: `ray start --address` with its own CPUs and ports."""
+        return WorkerNode(self, num_cpus)
 
     def client_env(self) -> dict:
         """What a `ray job` client needs on 2.60: the token mode (the token is in ~/.ray/auth_token)."""
@@ -165,3 +170,34 @@ def train_workers_under(tmpdir: str, kind: str = TRAIN_WORKER) -> list[psutil.Pr
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return workers
+
+
+class WorkerNode:
+    """`ray start --address HEAD` on this machine: a node of the head's cluster with resources,
+    listening ports and a temp folder of its own, as a node on another machine has (sharing the
+    head's session folder, its runtime-env agent unpacked a job's working_dir over the one the
+    job's driver was importing from). Its raylet is told apart by its node-manager port."""
+
+    def __init__(self, head: HeadNode, num_cpus: int) -> None:
+        names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+                 "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")
+        ports = free_ports(len(names))
+        self.node_manager_port, self.tmpdir = ports[0], ray_tmpdir()
+        started = subprocess.run(
+            [str(head.bin_dir / "python"), "-m", "ray.scripts.scripts", "start", f"--address=127.0.0.1:{head.gcs_port}",
+             *[f"--{name}={port}" for name, port in zip(names, ports)], f"--num-cpus={num_cpus}",
+             f"--temp-dir={self.tmpdir}", "--disable-usage-stats"],
+            capture_output=True, text=True, env={**head.env, "RAY_AUTH_MODE": "token"}, cwd=head.tmpdir, timeout=120)
+        if started.returncode != 0:
+            raise AssertionError(f"ray start --address failed:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}")
+
+    def raylet(self) -> psutil.Process:
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = proc.info["cmdline"] or []
+            if cmdline and cmdline[0].endswith("raylet") and \
+                    f"--node_manager_port={self.node_manager_port}" in cmdline:
+                return proc
+        raise AssertionError(f"no raylet with node manager port {self.node_manager_port}")
+
+    def stop(self) -> None:
+        stop_ray_under(self.tmpdir)
