@@ -87,16 +87,14 @@ class InProcessContext:
     rank, world = 0, 1
 
     def __init__(self, run_dir: str | Path, datasets: dict, keep_checkpoints: int,
-                 report: Callable[[dict], None]) -> None:
+                 report: Callable[[dict], None], device: Optional[torch.device] = None) -> None:
         self.run_dir = Path(run_dir)
         self.datasets = datasets
         self.keep = max(1, keep_checkpoints)
         self._report = report
-
-    @property
-    def device(self) -> torch.device:
-        # Ray sets CUDA_VISIBLE_DEVICES to the trial's own GPUs: cuda:0 is the first of them.
-        return torch.device("cuda", 0) if torch.cuda.is_available() and _gpus_assigned() else torch.device("cpu")
+        # In a trial, Ray sets CUDA_VISIBLE_DEVICES to the trial's own GPUs: cuda:0 is the first.
+        self.device = device or (torch.device("cuda", 0) if torch.cuda.is_available() and _gpus_assigned()
+                                 else torch.device("cpu"))
 
     @contextlib.contextmanager
     def checkpoint_dir(self) -> Iterator[Optional[str]]:
