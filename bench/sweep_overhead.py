@@ -17,7 +17,8 @@ Prints one JSON line: trial_efficiency = bare work a trial / sequential sweep ti
 (target >= 0.85: a ratio, so it holds on any machine); overhead_s_per_trial = (sequential sweep -
 trials x bare) / trials; concurrency_speedup = sequential / concurrent (target >= 1.6); and the
 raw times. The sequential sweep's time includes its one-off setup (datasets materialised once for
-every trial, the Optuna study, the features baseline), spread over its trials.
+every trial, the Optuna study, the features baseline), spread over its trials; where it went, stage
+by stage, is `sequential_stages_s` (see stages()).
 """
 
 from __future__ import annotations
@@ -92,16 +93,40 @@ def bare_trials(space, data: str, n: int, workdir: Path) -> float:
     return (time.perf_counter() - started) / n
 
 
-def timed_sweep(space_file: Path, data: str, storage: Path, name: str, concurrent: int) -> tuple[float, list]:
+def timed_sweep(space_file: Path, data: str, storage: Path, name: str, concurrent: int) -> tuple[float, dict]:
+    """The sweep's wall time and where it went (stages)."""
     from rxsweep.analysis.sweep_folder import load_sweep
     from rxsweep.tuning.sweep import run_sweep
 
-    started = time.perf_counter()
+    started, began = time.perf_counter(), time.time()
     sweep_dir = run_sweep(space_file, data, storage=storage, name=name, max_concurrent=concurrent, echo=False)
-    wall = time.perf_counter() - started
+    wall, ended = time.perf_counter() - started, time.time()
     trials = load_sweep(sweep_dir).trials
     assert all(t.status == "completed" for t in trials), [(t.trial_id, t.status, t.error) for t in trials]
-    return wall, [sum(m["epoch_time_s"] for m in t.history) for t in trials]
+    return wall, stages(trials, began, ended)
+
+
+def stages(trials, began: float, ended: float) -> dict:
+    """Where a sequential sweep's time went, in seconds, read off its folder: `setup` (sweep start
+    to the first trial's start: Ray Data's shared datasets, the Optuna study, the features
+    baseline); per trial, means: `trial_start` (Tune starting the trial to its process running
+    the trial function), `epochs` (the epochs' own training and evaluation), `in_trial_rest` (the
+    rest of the trial: model and loop set-up, checkpoints, embeddings, mixing scores, reports),
+    `between` (one trial's end to the next one's start); `finish` (the last trial's end to the
+    sweep's return: ranking and report)."""
+    from rxsweep import fileio
+    from rxsweep.tuning import sweep_files
+
+    rows = []
+    for t in trials:
+        status = fileio.read_json(t.path / sweep_files.STATUS_FILE)
+        process = json.loads((t.path / sweep_files.PROCESSES_FILE).read_text().splitlines()[0])["time"]
+        rows.append((status["started_at"], process, sum(m["epoch_time_s"] for m in t.history), status["ended_at"]))
+    rows.sort()
+    mean = lambda xs: round(sum(xs) / max(len(xs), 1), 2)  # noqa: E731
+    return {"setup": round(rows[0][0] - began, 2), "trial_start": mean([p - s for s, p, _, _ in rows]),
+            "epochs": mean([w for _, _, w, _ in rows]), "in_trial_rest": mean([e - p - w for _, p, w, e in rows]),
+            "between": mean([b[0] - a[3] for a, b in zip(rows, rows[1:])]), "finish": round(ended - rows[-1][3], 2)}
 
 
 def main() -> None:
@@ -129,7 +154,7 @@ def main() -> None:
         init_ray()
         ray_start_s = time.perf_counter() - ray_started
         before = bare_trials(space, data, args.trials, tmp)
-        sequential, work_seq = timed_sweep(space_file, data, tmp / "runs", "sequential", 1)
+        sequential, seq_stages = timed_sweep(space_file, data, tmp / "runs", "sequential", 1)
         concurrent, _ = timed_sweep(space_file, data, tmp / "runs", "concurrent", 2)
         after = bare_trials(space, data, args.trials, tmp / "runs")
         ray.shutdown()
@@ -142,7 +167,7 @@ def main() -> None:
         "targets": {"trial_efficiency": 0.85, "concurrency_speedup": 1.6},
         "sweep_sequential_s": round(sequential, 1), "sweep_concurrent_s": round(concurrent, 1),
         "bare_s_per_trial": round(bare, 2), "bare_runs_s": [round(before, 2), round(after, 2)],
-        "trial_epoch_time_s_mean": round(sum(work_seq) / len(work_seq), 2),
+        "sequential_stages_s": seq_stages,
         "ray_start_s": round(ray_start_s, 1), "cpus": os.cpu_count(),
     }), flush=True)
 
