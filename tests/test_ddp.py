@@ -3,7 +3,7 @@ train on disjoint parts of the training split that together are the split, the h
 reports are those of the checkpoint it saves (scored again here, in this process, without Ray
 Train), and its checkpoint resumes on 2 workers and on 1.
 
-One local Ray and one tiny synthetic shard set for the module."""
+One local Ray and one tiny synthetic shard set (test_training's fixture) for the module."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rxsweep.training import run_files
 from rxsweep.training.config import TrainConfig
 from rxsweep.training.run_files import METRICS_FILE, read_history
 from rxsweep.training.runner import train
-from test_training import SPLIT, _kill_after_first_checkpoint
+from test_training import SPLIT, _kill_after_first_checkpoint, shards  # noqa: F401 (a fixture: on this module's Ray)
 
 pytestmark = pytest.mark.slow
 
@@ -42,16 +42,6 @@ def ray_session():
     DataContext.get_current().enable_progress_bars = False
     yield ray
     ray.shutdown()
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory, ray_session) -> Path:
-    from rxsweep.data.ingest import ingest
-    from rxsweep.data.synth import generate
-
-    base = tmp_path_factory.mktemp("ddp-data")
-    ingest(generate(base / "raw", layout="kaggle", preset="tiny", seed=0), base / "shards", progress=False)
-    return base / "shards"
 
 
 @pytest.fixture(scope="module")
