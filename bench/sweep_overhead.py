@@ -120,7 +120,7 @@ def stages(trials, began: float, ended: float) -> dict:
     rows = []
     for t in trials:
         status = fileio.read_json(t.path / sweep_files.STATUS_FILE)
-        process = json.loads((t.path / sweep_files.PROCESSES_FILE).read_text().splitlines()[0])["time"]
+        process = fileio.read_jsonl(t.path / sweep_files.PROCESSES_FILE)[0]["time"]
         rows.append((status["started_at"], process, sum(m["epoch_time_s"] for m in t.history), status["ended_at"]))
     rows.sort()
     mean = lambda xs: round(sum(xs) / max(len(xs), 1), 2)  # noqa: E731

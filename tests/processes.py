@@ -97,6 +97,16 @@ def venv_without_rxsweep(folder: Path) -> Path:
     return folder / "bin"
 
 
+def ray_start(bin_dir: Path, args: list[str], env: dict, cwd: str, undo) -> None:
+    """`ray start ARGS` with the Python in `bin_dir`; on failure `undo()` (kill what it started)
+    and fail with its output."""
+    started = subprocess.run([str(bin_dir / "python"), "-m", "ray.scripts.scripts", "start", *args,
+                              "--disable-usage-stats"], capture_output=True, text=True, env=env, cwd=cwd, timeout=120)
+    if started.returncode != 0:
+        undo()
+        raise AssertionError(f"ray start {args[0]} failed:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}")
+
+
 class HeadNode:
     """`ray start --head` on 127.0.0.1 ports of its own, token authentication as Ray sets it."""
 
@@ -113,13 +123,8 @@ class HeadNode:
         # available agent to submit job" for good (seen with a second Ray running here).
         # (picked together: one at a time, the kernel once gave two of them the same port)
         ports = [f"--{name}={port}" for name, port in zip(names, component_ports)]
-        started = subprocess.run(
-            [str(bin_dir / "python"), "-m", "ray.scripts.scripts", "start", "--head", *ports,
-             f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}", "--disable-usage-stats"],
-            capture_output=True, text=True, env=self.env, cwd=self.tmpdir, timeout=120)
-        if started.returncode != 0:
-            self.stop()
-            raise AssertionError(f"ray start failed:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}")
+        ray_start(bin_dir, ["--head", *ports, f"--dashboard-port={self.dashboard_port}", f"--num-cpus={num_cpus}"],
+                  self.env, self.tmpdir, undo=self.stop)
 
     @property
     def address(self) -> str:
@@ -183,13 +188,9 @@ class WorkerNode:
                  "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")
         ports = free_ports(len(names))
         self.node_manager_port, self.tmpdir = ports[0], ray_tmpdir()
-        started = subprocess.run(
-            [str(head.bin_dir / "python"), "-m", "ray.scripts.scripts", "start", f"--address=127.0.0.1:{head.gcs_port}",
-             *[f"--{name}={port}" for name, port in zip(names, ports)], f"--num-cpus={num_cpus}",
-             f"--temp-dir={self.tmpdir}", "--disable-usage-stats"],
-            capture_output=True, text=True, env={**head.env, "RAY_AUTH_MODE": "token"}, cwd=head.tmpdir, timeout=120)
-        if started.returncode != 0:
-            raise AssertionError(f"ray start --address failed:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}")
+        ray_start(head.bin_dir, [f"--address=127.0.0.1:{head.gcs_port}", *[f"--{name}={port}" for name, port in
+                                 zip(names, ports)], f"--num-cpus={num_cpus}", f"--temp-dir={self.tmpdir}"],
+                  {**head.env, "RAY_AUTH_MODE": "token"}, head.tmpdir, undo=self.stop)
 
     def raylet(self) -> psutil.Process:
         for proc in psutil.process_iter(["cmdline"]):

@@ -25,8 +25,7 @@ pytestmark = pytest.mark.slow
 
 
 def processes_of(trial_dir) -> list[dict]:
-    path = trial_dir / sweep_files.PROCESSES_FILE
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    return fileio.read_jsonl(trial_dir / sweep_files.PROCESSES_FILE)
 
 
 def job_ended(head, job: str) -> bool:
