@@ -9,6 +9,7 @@ ingested at 224 x 224 (the training split is ~330 MB of pixels, 4-5x the store).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -79,7 +80,7 @@ def test_a_streamed_epoch_yields_each_site_once_in_a_new_order_that_a_rerun_repl
     batch = first[3]
     table = index.table.loc[batch["site_index"]]
     for i, (shard, row) in enumerate(zip(table["shard"], table["row"])):
-        pixels = to_numpy(pq.read_table(index.root / shard, columns=["image"])["image"].slice(row, 1),
+        pixels = to_numpy(pq.read_table(Path(index.root) / shard, columns=["image"])["image"].slice(row, 1),
                           index.image_shape)[0]
         assert np.array_equal(batch["image"][i], pixels)
     assert list(batch["label"]) == list(table["label"])

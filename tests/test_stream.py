@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -85,7 +87,7 @@ def _pixels_of(index, rows) -> np.ndarray:
     """The sites' pixels read straight from their shards with pyarrow."""
     out = []
     for shard, row in zip(rows["shard"], rows["row"]):
-        table = pq.read_table(index.root / shard, columns=["image"])
+        table = pq.read_table(Path(index.root) / shard, columns=["image"])
         out.append(to_numpy(table["image"].slice(row, 1), index.image_shape))
     return np.concatenate(out)
 

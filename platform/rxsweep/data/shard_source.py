@@ -15,9 +15,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
+
+from rxsweep import locations
 
 
 class ShardDatasource(Datasource):
@@ -51,7 +52,7 @@ class ShardDatasource(Datasource):
 def read_shard(path: str, rows: np.ndarray, values: dict[str, np.ndarray], columns: list[str],
                encode: Callable) -> Iterator[pa.Table]:
     """A block a row group that holds wanted rows; the others are never decompressed."""
-    shard = pq.ParquetFile(path)
+    shard = locations.parquet_file(path)
     start = 0
     for group in range(shard.num_row_groups):
         size = shard.metadata.row_group(group).num_rows

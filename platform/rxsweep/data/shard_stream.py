@@ -33,12 +33,11 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import pyarrow.parquet as pq
 
+from rxsweep import locations
 from rxsweep.data.image_column import to_numpy
 from rxsweep.data.stream import TREATMENT, ShardIndex
 from rxsweep.data.weighted_batches import weighted_batches
@@ -128,7 +127,7 @@ class ShardStream:
         return len(group.rows) * self.site_bytes
 
     def _read(self, group: RowGroup) -> dict[str, np.ndarray]:
-        table = pq.ParquetFile(group.path).read_row_group(group.group, columns=["site_id", "image"],
+        table = locations.parquet_file(group.path).read_row_group(group.group, columns=["site_id", "image"],
                                                            use_threads=False)
         if len(group.rows) < table.num_rows:
             table = table.take(group.rows)
@@ -187,15 +186,15 @@ def _id_columns(index: ShardIndex) -> dict[str, np.ndarray]:
     }
 
 
-def _row_groups(root: Path, table) -> list[RowGroup]:
+def _row_groups(root: str, table) -> list[RowGroup]:
     """The row groups of the shards that hold ``table``'s sites (one metadata read a shard)."""
     groups = []
     for shard, rows in table.groupby("shard", sort=True):
-        meta = pq.ParquetFile(root / shard).metadata
+        meta = locations.parquet_file(locations.join(root, shard)).metadata
         bounds = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
         positions, sites = rows["row"].to_numpy(), rows.index.to_numpy()
         which = np.searchsorted(bounds, positions, side="right") - 1
         for g in np.unique(which):
             mine = which == g
-            groups.append(RowGroup(str(root / shard), int(g), positions[mine] - bounds[g], sites[mine]))
+            groups.append(RowGroup(locations.join(root, shard), int(g), positions[mine] - bounds[g], sites[mine]))
     return groups

@@ -14,7 +14,6 @@ Each dataset yields numeric columns only (what `iter_torch_batches` can move to 
 from __future__ import annotations
 
 import contextlib
-import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,8 +21,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
+from rxsweep import locations
 from rxsweep.data.image_column import as_tensor
 from rxsweep.data.ingest import FORMAT, MANIFEST
 from rxsweep.data.rxrx1_facts import WELL_TYPES
@@ -40,7 +39,7 @@ TREATMENT = WELL_TYPES[0]  # the well_type of a treatment well
 @dataclass
 class ShardIndex:
     """What is in a shard folder, without its images: the site table, the vocabularies, the stats."""
-    root: Path
+    root: str  # a location (rxsweep.locations): an absolute path or a URI
     manifest: dict
     table: pd.DataFrame  # INDEX_COLUMNS + shard (file name) + row (in it) + split (with_splits' copy)
     stats: pd.DataFrame
@@ -68,20 +67,21 @@ class ShardIndex:
 
 
 def open_shards(shards_dir: str | Path) -> ShardIndex:
-    """Read a completed ingest folder's index (fails clearly if the ingest is missing or unfinished)."""
-    root = Path(shards_dir).expanduser().resolve()
-    manifest_file = root / MANIFEST
-    if not manifest_file.exists():
+    """Read a completed ingest folder's index (fails clearly if the ingest is missing or unfinished).
+    ``shards_dir``: a path or a URI (rxsweep.locations); the shards are read where they are."""
+    root = locations.normalize(shards_dir)
+    manifest_file = locations.join(root, MANIFEST)
+    if not locations.exists(manifest_file):
         raise FileNotFoundError(
             f"{root} has no {MANIFEST}: not a completed ingest. Run `rxsweep ingest --data DIR --out {root}`"
         )
-    manifest = json.loads(manifest_file.read_text())
+    manifest = locations.read_json(manifest_file)
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{manifest_file}: format {manifest.get('format')!r}, this rxsweep reads {FORMAT!r}; "
                          "ingest the data again into a new folder")
     parts = []
     for shard in manifest["shards"]:
-        part = pq.read_table(root / shard["file"], columns=INDEX_COLUMNS).to_pandas()
+        part = locations.read_table(locations.join(root, shard["file"]), columns=INDEX_COLUMNS).to_pandas()
         part["shard"] = shard["file"]
         part["row"] = np.arange(len(part))
         parts.append(part)
@@ -90,7 +90,8 @@ def open_shards(shards_dir: str | Path) -> ShardIndex:
     table = pd.concat(parts, ignore_index=True)
     plates = sorted({(e, int(p)) for e, p in zip(table["experiment"], table["plate"])})
     return ShardIndex(
-        root=root, manifest=manifest, table=table, stats=pd.read_parquet(root / "stats.parquet"),
+        root=root, manifest=manifest, table=table,
+        stats=locations.read_table(locations.join(root, "stats.parquet")).to_pandas(),
         experiments=sorted(table["experiment"].unique()), plates=plates,
         cell_types=sorted(table["cell_type"].unique()),
     )
@@ -123,7 +124,7 @@ def split_dataset(index: ShardIndex, split: str, materialize: bool = False, site
         chosen = chosen[chosen.index.isin(sites)]
     if chosen.empty:
         raise ValueError(f"split {split!r} has no sites; check the split settings")
-    parts = [(str(index.root / shard), rows["row"].to_numpy(),
+    parts = [(locations.join(index.root, shard), rows["row"].to_numpy(),
               {"site_index": rows.index.to_numpy(), "site_id": rows["site_id"].to_numpy()})
              for shard, rows in chosen.sort_values(["shard", "row"]).groupby("shard", sort=True)]
     # row_bytes only sizes Ray's blocks: the pixels plus a rough allowance for the id columns.

@@ -49,7 +49,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from rxsweep import fileio
+from rxsweep import fileio, locations
 from rxsweep.data.image_column import shape_of, to_numpy
 from rxsweep.data.ingest import FORMAT, MANIFEST
 from rxsweep.data.rxrx1_facts import CHANNELS
@@ -90,8 +90,9 @@ def features_baseline(shards_dir: str | Path, splits: pd.DataFrame, seed: int = 
     if len(twice):
         raise ValueError(f"splits name {len(twice)} sites twice, e.g. {twice.iloc[0]!r}")
     wanted = splits.loc[splits["split"].isin((TRAIN_SPLIT, *HELDOUT_SPLITS)), ["site_id", "split"]]
-    manifest = _manifest(Path(shards_dir))
-    sites, x = _read_features(Path(shards_dir), manifest, set(wanted["site_id"]))
+    shards_dir = locations.normalize(shards_dir)
+    manifest = _manifest(shards_dir)
+    sites, x = _read_features(shards_dir, manifest, set(wanted["site_id"]))
     sites = sites.merge(wanted, on="site_id", how="left", validate="one_to_one")
     if len(sites) < len(wanted):
         absent = sorted(set(wanted["site_id"]) - set(sites["site_id"]))
@@ -187,11 +188,11 @@ def read_features_baseline(path: str | Path) -> pd.DataFrame | None:
 
 
 # ------------------------------------------------------------------------------------- internals
-def _manifest(shards_dir: Path) -> dict:
-    path = shards_dir / MANIFEST
-    if not path.is_file():
+def _manifest(shards_dir: str) -> dict:
+    path = locations.join(shards_dir, MANIFEST)
+    if not locations.exists(path):
         raise FileNotFoundError(f"{shards_dir} has no {MANIFEST}: not a completed ingest")
-    manifest = json.loads(path.read_text())
+    manifest = locations.read_json(path)
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{path}: format {manifest.get('format')!r}, this rxsweep reads {FORMAT!r}")
     return manifest
@@ -202,12 +203,12 @@ def _channel_names(manifest: dict) -> list[str]:
     return list(CHANNELS[:n]) if n <= len(CHANNELS) else [f"c{i}" for i in range(n)]
 
 
-def _read_features(shards_dir: Path, manifest: dict, wanted: set[str]) -> tuple[pd.DataFrame, np.ndarray]:
+def _read_features(shards_dir: str, manifest: dict, wanted: set[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """Site columns and features of the ``wanted`` sites, a shard row group at a time (a shard
     without a wanted site is never decompressed beyond its site_id column)."""
     frames, features = [], []
     for shard in manifest["shards"]:
-        parquet = pq.ParquetFile(shards_dir / shard["file"])
+        parquet = locations.parquet_file(locations.join(shards_dir, shard["file"]))
         ids = parquet.read(columns=["site_id"]).column(0).to_numpy(zero_copy_only=False)
         keep = np.fromiter((s in wanted for s in ids), bool, len(ids))
         if not keep.any():
