@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from rxsweep import fileio
+from rxsweep.mirror import Mirror
 from rxsweep.training.config import ConfigError, TrainConfig
 
 CONFIG_FILE = "config.yaml"
@@ -49,8 +50,10 @@ def checkpoint_dir_name(epoch: int) -> str:
 
 
 def checkpoints(run_dir: str | Path) -> list[Path]:
-    """The run's checkpoint folders, oldest epoch first."""
-    return sorted(p for p in Path(run_dir).glob("checkpoint_epoch*") if p.is_dir())
+    """The run's whole checkpoint folders, oldest epoch first. A folder without its history (the
+    file a checkpoint writes last) is one whose copy was cut short (a push to a URI: rxsweep.mirror
+    sends files in the order they were written); a rerun of that epoch writes it again."""
+    return sorted(p for p in Path(run_dir).glob("checkpoint_epoch*") if (p / HISTORY_FILE).is_file())
 
 
 def record_epoch(run_dir: str | Path, metrics: dict, checkpoint: str | Path | None) -> None:
@@ -63,6 +66,9 @@ def record_epoch(run_dir: str | Path, metrics: dict, checkpoint: str | Path | No
     if [int(m["epoch"]) for m in kept] != list(range(1, epoch)) and checkpoint is not None:
         kept = [m for m in read_history(Path(checkpoint) / HISTORY_FILE) if int(m["epoch"]) < epoch]
     write_history(path, kept + [metrics])
+    mirror = Mirror.of(run_dir)  # a staging copy of a run folder at a URI: the epoch goes there now
+    if mirror is not None:
+        mirror.push()
 
 
 def final_embeddings(run_dir: str | Path) -> Path | None:

@@ -1,0 +1,197 @@
+"""A folder at a URI, worked on in a local staging copy: what a sweep at ``--storage s3://...`` does.
+
+rxsweep writes its records with plain file operations (atomic renames, appended JSON lines, a
+SQLite study, torch checkpoints), none of which an object store offers. So each process that
+writes into a sweep at a URI works in a staging folder on its own node and mirrors it, the way
+Ray Train stages checkpoints: the sweep driver mirrors the sweep folder, each trial its own trial
+folder (pulled when it starts, so a trial retried on another node resumes its checkpoints; pushed
+after every epoch, before Tune hears of it).
+
+A mirror copies only files that changed since it last synced them (size and modification time,
+kept in the staging folder's SYNC_STATE), and deletes on the other side only files it synced
+itself that are gone on its own side: a pruned checkpoint disappears at the URI, while files other
+processes put there (another trial's, Ray Tune's own) are never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterable
+
+from rxsweep import fileio, locations
+
+#: The staging root on each node: RXSWEEP_STAGING, else ~/.cache/rxsweep/staging.
+STAGING_ENV = "RXSWEEP_STAGING"
+#: In a staging folder: the URI it mirrors, and what was last synced.
+REMOTE_FILE = ".rxsweep-remote"
+SYNC_STATE = ".rxsweep-sync.json"
+OWN_FILES = (REMOTE_FILE, SYNC_STATE)
+
+
+def staging_dir(uri: str) -> Path:
+    """This node's staging folder of ``uri``: the same on every call, one a URI."""
+    root = Path(os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "rxsweep" / "staging").expanduser()
+    digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
+    return root.resolve() / f"{locations.name(uri) or 'root'}-{digest}"
+
+
+class Mirror:
+    """``uri`` and its staging folder ``local``. ``skip``: path prefixes (relative, '/'-separated)
+    that this mirror leaves alone on both sides (e.g. Ray Tune's folder, which Ray writes itself)."""
+
+    def __init__(self, uri: str, local: str | Path | None = None, skip: Iterable[str] = ()) -> None:
+        self.uri = locations.normalize(uri)
+        self.local = Path(local) if local is not None else staging_dir(self.uri)
+        self.skip = tuple(p.rstrip("/") + "/" for p in skip)
+        self.local.mkdir(parents=True, exist_ok=True)
+        self._fs, self._root = locations.filesystem(self.uri)
+
+    @classmethod
+    def of(cls, local: str | Path, skip: Iterable[str] = ()) -> "Mirror | None":
+        """The mirror whose staging folder is ``local``; None for a folder that is not one."""
+        marker = Path(local) / REMOTE_FILE
+        return cls(marker.read_text().strip(), local, skip) if marker.is_file() else None
+
+    # ------------------------------------------------------------------------------- the syncs
+    def pull(self) -> int:
+        """Bring what changed at the URI since the last sync into the staging folder; returns the
+        files copied. A change made here and not pushed yet stays (the next push sends it)."""
+        state, remote = self._state(), self._remote_files()
+        copied = 0
+        for rel, signature in remote.items():
+            known = state.get(rel)
+            if known and known["remote"] == signature:
+                continue
+            target = self.local / rel
+            with fileio.atomic_path(target) as tmp:
+                self._copy(self._fs, f"{self._root}/{rel}", _local_fs(), str(tmp))
+            state[rel] = {"remote": signature, "local": _signature(target)}
+            copied += 1
+        for rel in [r for r in state if r not in remote]:  # deleted at the URI since it was synced
+            (self.local / rel).unlink(missing_ok=True)
+            _remove_empty_parents(self.local / rel, self.local)
+            del state[rel]
+        self._save(state)
+        return copied
+
+    def push(self) -> int:
+        """Copy what changed in the staging folder to the URI; returns the files copied.
+
+        Files go in the order they were last written (modification time), so a push cut short
+        leaves at the URI what a writer killed at that moment would have left: a checkpoint's files
+        before the metrics line that names its epoch, its last-written file last."""
+        state, local = self._state(), self._local_files()
+        copied = 0
+        for rel, signature in sorted(local.items(), key=lambda item: (item[1][1], item[0])):
+            known = state.get(rel)
+            if known and known["local"] == signature:
+                continue
+            remote = f"{self._root}/{rel}"
+            self._fs.create_dir(remote.rsplit("/", 1)[0], recursive=True)
+            self._upload(self.local / rel, remote)
+            state[rel] = {"local": signature, "remote": _remote_signature(self._fs.get_file_info(remote))}
+            copied += 1
+        for rel in [r for r in state if r not in local]:  # deleted here since it was synced
+            self._fs.delete_file(f"{self._root}/{rel}")
+            self._remove_empty_remote_parents(rel)
+            del state[rel]
+        self._save(state)
+        return copied
+
+    # ------------------------------------------------------------------------------- internals
+    def _skipped(self, rel: str) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        return (rel in OWN_FILES or rel.startswith(self.skip) or name.endswith(fileio.TMP_SUFFIX)
+                or any(part.startswith(".partial-") for part in rel.split("/")))
+
+    def _remote_files(self) -> dict[str, list]:
+        from pyarrow import fs
+
+        selector = fs.FileSelector(self._root, recursive=True, allow_not_found=True)
+        files = {}
+        for info in self._fs.get_file_info(selector):
+            if info.type == fs.FileType.File:
+                rel = info.path[len(self._root):].lstrip("/")
+                if not self._skipped(rel):
+                    files[rel] = _remote_signature(info)
+        return files
+
+    def _local_files(self) -> dict[str, list]:
+        files = {}
+        for path in self.local.rglob("*"):
+            rel = path.relative_to(self.local).as_posix()
+            if path.is_file() and not self._skipped(rel):
+                files[rel] = _signature(path)
+        return files
+
+    def _remove_empty_remote_parents(self, rel: str) -> None:
+        from pyarrow import fs
+
+        parts = rel.split("/")[:-1]
+        while parts:
+            folder = f"{self._root}/{'/'.join(parts)}"
+            if self._fs.get_file_info(fs.FileSelector(folder, allow_not_found=True)):
+                return
+            self._fs.delete_dir(folder)  # object stores have no folders: a no-op there
+            parts.pop()
+
+    def _upload(self, path: Path, remote: str) -> None:
+        """One file to the URI, whole or not at all: an object store creates an object when its
+        upload completes; on a mounted filesystem (file://) the copy goes to a temporary name first."""
+        from pyarrow import fs
+
+        if not isinstance(self._fs, fs.LocalFileSystem):
+            self._copy(_local_fs(), str(path), self._fs, remote)
+            return
+        partial = f"{remote}.{os.getpid()}{fileio.TMP_SUFFIX}"
+        self._copy(_local_fs(), str(path), self._fs, partial)
+        self._fs.move(partial, remote)
+
+    @staticmethod
+    def _copy(source_fs, source: str, destination_fs, destination: str) -> None:
+        from pyarrow import fs
+
+        fs.copy_files(source, destination, source_filesystem=source_fs, destination_filesystem=destination_fs)
+
+    def _state(self) -> dict:
+        return fileio.read_json(self.local / SYNC_STATE) or {}
+
+    def _save(self, state: dict) -> None:
+        fileio.write_text(self.local / SYNC_STATE, json.dumps(state, sort_keys=True))
+        fileio.write_text(self.local / REMOTE_FILE, self.uri + "\n")
+
+
+def _signature(path: Path) -> list:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns]
+
+
+def _remote_signature(info) -> list:
+    return [info.size, info.mtime_ns]
+
+
+def _local_fs():
+    from pyarrow import fs
+
+    return fs.LocalFileSystem()
+
+
+def _remove_empty_parents(path: Path, root: Path) -> None:
+    """Remove the folders above ``path`` up to ``root`` that are now empty (a checkpoint folder
+    whose files were deleted is gone, not left as an empty checkpoint)."""
+    for folder in path.parents:
+        if folder == root or root not in folder.parents:
+            return
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (or already gone)
+            return
+
+
+def remove_staging(local: str | Path) -> None:
+    """Delete a staging folder (its URI keeps everything)."""
+    shutil.rmtree(local, ignore_errors=True)
