@@ -98,7 +98,7 @@ def main() -> None:
 
     ray.init(num_cpus=args.workers + 1, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    shards = prepare_synthetic(CACHE, preset="small", progress=False)
+    shards = Path(prepare_synthetic(CACHE, preset="small", progress=False))
     index = with_splits(open_shards(shards), SplitSpec(n_val_per_cell_type=0, n_test_per_cell_type=0,
                                                        holdout_fraction=0.0))
     chosen = index.table.index[: args.sites]

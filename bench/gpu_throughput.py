@@ -54,7 +54,7 @@ def shards_at_256(data: str | None) -> str:
 
     if data:
         return data
-    full = prepare_synthetic(CACHE, preset="small", progress=False)
+    full = Path(prepare_synthetic(CACHE, preset="small", progress=False))
     small = CACHE / "shards" / f"{full.name}-256"
     from rxsweep.data.stream import open_shards
 

@@ -43,7 +43,7 @@ def main() -> None:
     cores = os.cpu_count()
     ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False)
     ray.data.DataContext.get_current().enable_progress_bars = False
-    shards = prepare_synthetic(CACHE, preset="small", progress=False)  # the PNGs (not timed)
+    shards = Path(prepare_synthetic(CACHE, preset="small", progress=False))  # the PNGs (not timed)
     root = json.loads((shards / "manifest.json").read_text())["input_root"]
     sites = load_sites(root)
 

@@ -113,7 +113,7 @@ def main() -> None:
 
     import ray
 
-    shards = prepare_synthetic(CACHE, preset="small", progress=False)
+    shards = Path(prepare_synthetic(CACHE, preset="small", progress=False))
     cfg = TrainConfig(materialize=False, batch_size=args.batch_size, cpus_per_worker=args.threads,
                       stream_buffer_mb=args.buffer_mb)
     index = with_splits(open_shards(shards), SplitSpec(n_val_per_cell_type=0, n_test_per_cell_type=0,

@@ -53,21 +53,27 @@ def _sweep(args: argparse.Namespace) -> int:
     an RxRx1 folder ingested once, or a shard folder), run the sweep, print the ranking, write the
     report, print the sweep folder (the last line)."""
     from rxsweep.analysis.report import write_report
+    from rxsweep import locations
     from rxsweep.analysis.verdict import headline_text, read_verdict
     from rxsweep.data.prepare import prepare_data, prepare_synthetic
     from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import check_name, run_sweep
+    from rxsweep.tuning.sweep_storage import push_sweep
 
     embedded = args.data is None and args.space is None
     space = args.space or DEFAULT_SPACE
     load_space(space)  # a bad space file or name fails here, before any data is generated or Ray starts
     if args.name is not None:
         check_name(args.name)
+    for given in (args.storage, args.data):  # a bad URI too
+        if given is not None:
+            locations.normalize(given)
     if args.data is None:
         shards = prepare_synthetic(args.storage, preset=args.preset)
     else:
         shards = prepare_data(args.data, args.storage)
-    sweep_dir = run_sweep(space, shards, storage=args.storage / "sweeps", name=args.name, resume=args.resume,
+    sweep_dir = run_sweep(space, shards, storage=locations.join(locations.normalize(args.storage), "sweeps"),
+                          name=args.name, resume=args.resume,
                           num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
                           confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
                           (EMBEDDED_CONFIRM_SEEDS if embedded else None),
@@ -77,6 +83,7 @@ def _sweep(args: argparse.Namespace) -> int:
     verdict = read_verdict(sweep_dir)
     if verdict is not None:
         print(headline_text(verdict))
+    push_sweep(sweep_dir)  # at a URI: the report and verdict go there too
     print(f"report: {report}")
     print(sweep_dir)
     return 0
@@ -84,8 +91,9 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _rank(args: argparse.Namespace) -> int:
     from rxsweep.analysis.ranking import format_table, rank_sweep
+    from rxsweep.tuning.sweep_storage import local_copy
 
-    text = format_table(rank_sweep(args.sweep, retention=not args.quick), args.format)
+    text = format_table(rank_sweep(local_copy(args.sweep), retention=not args.quick), args.format)
     if args.out:
         args.out.write_text(text)
         print(args.out)
@@ -96,8 +104,13 @@ def _rank(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from rxsweep.analysis.report import write_report
+    from rxsweep.tuning.sweep_storage import local_copy, push_sweep
 
-    print(write_report(args.sweep, args.out))
+    sweep = local_copy(args.sweep)
+    report = write_report(sweep, args.out)
+    if args.out is None:
+        push_sweep(sweep)
+    print(report)
     return 0
 
 
@@ -163,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(handler=_sweep)
 
     rank = commands.add_parser("rank", help="rank a sweep's trials (no Ray needed)")
-    rank.add_argument("sweep", type=Path, help="sweep folder")
+    rank.add_argument("sweep", help="sweep folder (a path or a URI)")
     rank.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
     rank.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
     rank.add_argument("--quick", action="store_true",
@@ -171,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     rank.set_defaults(handler=_rank)
 
     report = commands.add_parser("report", help="write a sweep's self-contained HTML report")
-    report.add_argument("sweep", type=Path, help="sweep folder")
+    report.add_argument("sweep", help="sweep folder (a path or a URI: the report is written there too)")
     report.add_argument("--out", type=Path, default=None, help="HTML file (default: SWEEP/report.html)")
     report.set_defaults(handler=_report)
     return parser
@@ -180,12 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
 def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
     sweep.add_argument("--space", type=Path, default=None,
                        help=f"search space YAML (default: {DEFAULT_SPACE.relative_to(DEFAULT_SPACE.parents[1])})")
-    sweep.add_argument("--data", type=Path, default=None,
-                       help="shard folder from `rxsweep ingest`, or an RxRx1 folder in any public layout "
-                            "(ingested once into STORAGE/shards/); default: the synthetic --preset")
-    sweep.add_argument("--storage", type=Path, default=Path("results"),
+    sweep.add_argument("--data", default=None,
+                       help="shard folder from `rxsweep ingest` (a path, or a URI: s3://, gs://, file://, read "
+                            "in place), or an RxRx1 folder in any public layout (ingested once into "
+                            "STORAGE/shards/); default: the synthetic --preset")
+    sweep.add_argument("--storage", default="results",
                        help="folder for data, shards and sweeps (default: ./results); on a cluster a path "
-                            "every node sees")
+                            "every node sees, or a URI (s3://bucket/rxsweep, gs://..., file://...)")
     sweep.add_argument("--name", default=None,
                        help="sweep folder name, one path component (default: the space's name)")
     sweep.add_argument("--resume", action="store_true", help="continue an interrupted sweep")

@@ -50,8 +50,11 @@ class IngestParams:
 
 
 def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | None = None,
-           layout: str = "auto", max_sites_per_shard: int | None = None, progress: bool = True) -> dict:
-    """Ingest an RxRx1 folder into `out`; returns the manifest. Validates everything it can first."""
+           layout: str = "auto", max_sites_per_shard: int | None = None, progress: bool = True,
+           this_node_only: bool = False) -> dict:
+    """Ingest an RxRx1 folder into `out`; returns the manifest. Validates everything it can first.
+    ``this_node_only``: decode on this node's CPUs only (``out`` is a folder other nodes do not
+    see, e.g. the staging folder of shards bound for a URI)."""
     if image_size is not None and image_size < 8:
         raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
     sites = load_sites(data, layout)
@@ -80,7 +83,7 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
                    f"{len(pending)} to write -> {out}")
     started = time.perf_counter()
     if pending:
-        _run_ray(out, pending, root, native, image_size, progress)
+        _run_ray(out, pending, root, native, image_size, progress, this_node_only)
     markers = _read_markers(out, plan)
     counts = reconcile(sites, markers)
     manifest = {
@@ -154,7 +157,7 @@ def _pending_shards(out: Path, plan: pd.DataFrame) -> list[str]:
 
 
 def _run_ray(out: Path, pending: list[str], root: str, native: int, image_size: int | None,
-             progress: bool) -> None:
+             progress: bool, this_node_only: bool) -> None:
     import ray
 
     from rxsweep.cluster import init_ray
@@ -174,7 +177,9 @@ def _run_ray(out: Path, pending: list[str], root: str, native: int, image_size: 
     dataset = ray.data.from_items([{"shard": s} for s in pending], override_num_blocks=len(pending))
     done = written = quarantined = 0
     last_report = time.monotonic()
-    for result in dataset.map(write_one, num_cpus=1).iter_rows():
+    # Ray's own label of every node's id (what Ray Train pins its controller with).
+    here = {"ray.io/node-id": ray.get_runtime_context().get_node_id()} if this_node_only else None
+    for result in dataset.map(write_one, num_cpus=1, label_selector=here).iter_rows():
         done, written, quarantined = done + 1, written + result["written"], quarantined + result["quarantined"]
         # Ray Data draws a bar on a terminal; logs (ray job logs, CI) get a line every few seconds.
         if done == len(pending) or time.monotonic() - last_report > PROGRESS_EVERY_S:

@@ -1,14 +1,20 @@
-"""Getting to shards: the embedded synthetic default, or any RxRx1 folder, ingested once."""
+"""Getting to shards: the embedded synthetic default, or any RxRx1 folder, ingested once.
+
+STORAGE and the data may be local paths or URIs (rxsweep.locations). Shards bound for a URI are
+written in this node's staging folder and pushed there (rxsweep.mirror); shards already at a URI
+are read in place. Returns the shard folder's location as a string.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from rxsweep import locations
 from rxsweep.data.ingest import MANIFEST, ingest
 
 
 def prepare_synthetic(storage: str | Path, preset: str = "tiny", layout: str = "kaggle", seed: int = 0,
-                      progress: bool = True) -> Path:
+                      progress: bool = True) -> str:
     """Generate `preset` under STORAGE/data and ingest it to STORAGE/shards, unless already there.
 
     Both steps are idempotent, so a second call costs a manifest read. Returns the shard folder.
@@ -18,21 +24,43 @@ def prepare_synthetic(storage: str | Path, preset: str = "tiny", layout: str = "
     # The generator's version is in the name: shards of an older generator (another design, other
     # biology) are never reused for a newer one's.
     name = f"synthetic-{preset}-{layout}-seed{seed}-v{GENERATOR_VERSION}"
-    storage = Path(storage).expanduser().resolve()
-    shards = storage / "shards" / name
-    if (shards / MANIFEST).exists():
+    storage = locations.normalize(storage)
+    shards = locations.join(storage, "shards", name)
+    if _is_shard_folder(shards):
         return shards
-    root = generate(storage / "data" / name, layout=layout, preset=preset, seed=seed)
-    ingest(root, shards, progress=progress)
-    return shards
+    if locations.is_uri(storage):  # the images are an intermediate: they stay in this node's staging
+        from rxsweep.mirror import staging_dir
+
+        root = generate(staging_dir(locations.join(storage, "data", name)), layout=layout, preset=preset, seed=seed)
+    else:
+        root = generate(Path(storage) / "data" / name, layout=layout, preset=preset, seed=seed)
+    return _ingest_to(root, shards, progress)
 
 
-def prepare_data(data: str | Path, storage: str | Path, progress: bool = True) -> Path:
+def prepare_data(data: str | Path, storage: str | Path, progress: bool = True) -> str:
     """`data` if it is a shard folder (has manifest.json); else an RxRx1 folder (Kaggle, WILDS or
     rxrx.ai layout), ingested once into STORAGE/shards/<its name> and that folder returned."""
-    data = Path(data).expanduser().resolve()
-    if (data / MANIFEST).exists():
+    data = locations.normalize(data)
+    if _is_shard_folder(data):
         return data
-    shards = Path(storage).expanduser().resolve() / "shards" / data.name
-    ingest(data, shards, progress=progress)
+    if locations.is_uri(data):
+        raise ValueError(f"--data {data} holds no {MANIFEST}: a URI must name a shard folder. Ingest the RxRx1 "
+                         "images from a local or mounted folder (`rxsweep sweep --data DIR --storage URI` "
+                         "ingests them and puts the shards at the URI)")
+    return _ingest_to(data, locations.join(locations.normalize(storage), "shards", locations.name(data)), progress)
+
+
+def _is_shard_folder(location: str) -> bool:
+    return locations.exists(locations.join(location, MANIFEST))
+
+
+def _ingest_to(images: str | Path, shards: str, progress: bool) -> str:
+    if not locations.is_uri(shards):
+        ingest(images, shards, progress=progress)
+        return shards
+    from rxsweep.mirror import Mirror
+
+    staged = Mirror(shards)
+    ingest(images, staged.local, progress=progress, this_node_only=True)
+    staged.push()
     return shards

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Optional
 
 from ray.train import UserCallback
 
+from rxsweep import locations
 from rxsweep.training.config import TrainConfig
 from rxsweep.training.placement_groups import PlacementGroupLedger
 from rxsweep.training.plan import EVAL_SPLITS, TRAIN_SPLIT, RunPlan, preflight
@@ -90,15 +91,17 @@ CONTROLLER_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.25", "RAY_TRAIN_ENABLE
 def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | Path, name: str,
                   callbacks: Iterable = (), plan: Optional[RunPlan] = None,
                   datasets: Optional[tuple[dict, dict[str, list[str]]]] = None, max_failures: int = 0,
-                  epoch_scores: Optional[Callable] = None):
+                  epoch_scores: Optional[Callable] = None, log_dir: str | Path | None = None):
     """A TorchTrainer for one run (Ray must be initialised; preflight runs first if no ``plan``).
 
-    Checkpoints and metrics.jsonl go to ``storage_path/name`` (a local path for metrics.jsonl);
-    the same name and storage_path resume the run. ``callbacks``: extra Ray Train UserCallbacks.
+    Checkpoints go to ``storage_path/name`` (a path or a URI, as Ray Train takes it), metrics.jsonl
+    to ``log_dir``; the same name and storage_path resume the run. ``callbacks``: extra Ray Train UserCallbacks.
     ``datasets``: what :func:`build_datasets` returns, when several runs share one (a sweep).
     ``max_failures``: worker-group restarts from the last checkpoint after a worker dies.
     ``epoch_scores``: a picklable function of an epoch's held-out embeddings table (pyarrow) returning
     metrics to add to that epoch's report (the sweep passes the batch-mixing scores).
+    ``log_dir``: where metrics.jsonl and the placement-group ledger go (a local folder: the
+    controller runs on this node), default ``storage_path/name``; needed when storage_path is a URI.
     """
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -109,16 +112,16 @@ def build_trainer(cfg: TrainConfig, shards_dir: str | Path, storage_path: str | 
         os.environ.setdefault(key, value)
     plan = plan or preflight(cfg, shards_dir)
     datasets, names = datasets or build_datasets(cfg, plan)
-    run_dir = Path(storage_path) / name
-    remote = "://" in str(storage_path)
+    if log_dir is None and locations.is_uri(storage_path):
+        raise ValueError(f"storage_path {storage_path} is a URI: pass log_dir, a local folder for metrics.jsonl")
+    log_dir = str(log_dir or Path(storage_path) / name)
     run_config = RunConfig(
         name=name, storage_path=str(storage_path),
         checkpoint_config=CheckpointConfig(num_to_keep=cfg.keep_checkpoints),
         failure_config=FailureConfig(max_failures=max_failures),
-        # metrics.jsonl and the placement-group ledger are written by the controller, on the
-        # driver's node: local (or shared) storage only.
-        callbacks=[*([] if remote else [MetricsLog(str(run_dir))]),
-                   PlacementGroupLedger(None if remote else str(run_dir)), *callbacks],
+        # metrics.jsonl and the placement-group ledger are written by the controller, which Ray
+        # Train starts on this (the driver's) node.
+        callbacks=[MetricsLog(log_dir), PlacementGroupLedger(log_dir), *callbacks],
     )
     resources = {"CPU": cfg.cpus_per_worker, **({"GPU": cfg.gpus_per_worker} if cfg.use_gpu else {})}
     return TorchTrainer(

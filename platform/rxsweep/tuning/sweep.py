@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rxsweep import __version__, fileio
+from rxsweep import __version__, fileio, locations
+from rxsweep.mirror import OWN_FILES
 from rxsweep.training.config import ConfigError
 from rxsweep.training.plan import RunPlan, open_index, preflight
 from rxsweep.tuning import sweep_files
 from rxsweep.tuning.space import SearchSpace, SpaceError
 from rxsweep.tuning.space_yaml import load_space
+from rxsweep.tuning.sweep_storage import SweepStorage
 
 #: Seconds between Tune's saves of the experiment state (Ray's default is at least 10 s). A sweep
 #: killed between two saves forgets the trials it started in between; they are marked `lost`.
@@ -79,10 +81,14 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
               resume: bool = False, num_samples: int | None = None, max_concurrent: int | None = None,
               echo: bool = True, confirm_seeds: int | None = None) -> Path:
     """Run (or resume) a sweep and return its folder, STORAGE/NAME (NAME: the space's name): the
-    search, then each method's confirmation runs (rxsweep.tuning.confirm)."""
+    search, then each method's confirmation runs (rxsweep.tuning.confirm). ``data`` and
+    ``storage``: paths or URIs (rxsweep.locations); for a URI storage the folder returned is the
+    driver's staging copy, pushed (rxsweep.tuning.sweep_storage)."""
     space, plan = check_sweep(space_file, data, num_samples, confirm_seeds)
-    data = str(Path(data).expanduser().resolve())
-    sweep_dir = Path(storage).expanduser().resolve() / check_name(name or space.name)
+    data = locations.normalize(data)
+    storage = SweepStorage.open(storage, check_name(name or space.name))
+    storage.pull()
+    sweep_dir = storage.local
     identity = {"space_sha256": space.sha256, "data": data, "num_samples": space.num_samples,
                 "confirm_seeds": space.confirm_seeds}
     _claim(sweep_dir, identity, resume)
@@ -91,6 +97,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
         _say(echo, f"{sweep_dir}: this sweep finished already; nothing to resume")
         return sweep_dir
     _write_sweep_file(sweep_dir, space, identity, finished=False)
+    storage.push()
 
     import ray
 
@@ -109,33 +116,39 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     # A result whose mixing could not be scored (a note instead) lacks the key; Tune would
     # otherwise reject it.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    tuner = _tuner(sweep_dir, space, data, shared, concurrency, resume, echo, run_trial,
+    tuner = _tuner(storage, space, data, shared, concurrency, resume, echo, run_trial,
                    search_alg=make_searcher(space, sweep_dir / sweep_files.OPTUNA_DB), scheduler=_scheduler(space),
                    num_samples=space.num_samples)
     results = tuner.fit()
+    storage.pull()  # the trials' own records, pushed from their nodes
     known = {r.metrics.get("trial_id") for r in results} | {_trial_id_of(r) for r in results}
     mark_lost_trials(sweep_dir, known)
     if space.confirm_seeds:
-        _confirm(sweep_dir, space, data, shared, concurrency, resume, echo)
+        _confirm(storage, space, data, shared, concurrency, resume, echo)
+        storage.pull()
     _write_sweep_file(sweep_dir, space, identity, finished=True)
+    storage.push()
     return sweep_dir
 
 
-def _tuner(folder: Path, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int, resume: bool,
-           echo: bool, trainable_fn, search_alg=None, scheduler=None, num_samples: int = 1, param_space=None):
+def _tuner(folder: SweepStorage, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int,
+           resume: bool, echo: bool, trainable_fn, search_alg=None, scheduler=None, num_samples: int = 1,
+           param_space=None):
     """A Tuner whose trials run ``trainable_fn`` into FOLDER/trials, or the one in FOLDER/tune
-    restored (``resume``). One place for the settings every stage of a sweep shares."""
+    restored (``resume``). One place for the settings every stage of a sweep shares. Trials and
+    Tune write at ``folder.location``; the driver's callbacks into ``folder.local``."""
     from ray import tune
 
     from rxsweep.tuning.guard import PlacementGroupGuard
+    from rxsweep.tuning.push_sweep import PushSweep
     from rxsweep.tuning.status import TrialStatusWriter
 
     trainable = tune.with_resources(
-        tune.with_parameters(trainable_fn, space=space, shards_dir=data, sweep_dir=str(folder), shared=shared),
+        tune.with_parameters(trainable_fn, space=space, shards_dir=data, sweep_dir=folder.location, shared=shared),
         _trial_process_resources(space))
-    tune_path = folder / sweep_files.TUNE_DIR
-    if resume and tune.Tuner.can_restore(str(tune_path)):
-        return tune.Tuner.restore(str(tune_path), trainable=trainable, resume_unfinished=True,
+    tune_path = locations.join(folder.location, sweep_files.TUNE_DIR)
+    if resume and tune.Tuner.can_restore(tune_path):
+        return tune.Tuner.restore(tune_path, trainable=trainable, resume_unfinished=True,
                                   resume_errored=False, param_space=param_space)
     return tune.Tuner(
         trainable, param_space=param_space,
@@ -148,10 +161,12 @@ def _tuner(folder: Path, space: SearchSpace, data: str, shared: SharedInputs, co
             num_samples=num_samples, max_concurrent_trials=concurrency, reuse_actors=False,
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
-            name=sweep_files.TUNE_DIR, storage_path=str(folder),
+            name=sweep_files.TUNE_DIR, storage_path=folder.location,
             failure_config=tune.FailureConfig(max_failures=_trial_restarts(space)),
-            callbacks=[TrialStatusWriter(str(folder), space.base_config().epochs),
-                       PlacementGroupGuard(str(folder))], verbose=1 if echo else 0),
+            callbacks=[TrialStatusWriter(str(folder.local), space.base_config().epochs),
+                       PlacementGroupGuard(str(folder.local)),
+                       *([PushSweep(str(folder.mirror.local))] if folder.mirror else [])],
+            verbose=1 if echo else 0),
     )
 
 
@@ -174,15 +189,16 @@ def _trial_restarts(space: SearchSpace) -> int:
     return space.failures.trial_retries + restarts
 
 
-def _confirm(sweep_dir: Path, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int,
+def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int,
              resume: bool, echo: bool) -> None:
     """Each method's best configuration again with space.confirm_seeds seeds (rxsweep.tuning.confirm)."""
     from ray import tune
 
-    from rxsweep.tuning.confirm import (RUN_KEY, choose_configs, confirm_dir, confirm_runs, read_confirm_file,
+    from rxsweep.tuning.confirm import (RUN_KEY, choose_configs, confirm_runs, read_confirm_file,
                                         write_confirm_file)
     from rxsweep.tuning.trial import run_confirm_trial
 
+    sweep_dir = storage.local
     previous = (read_confirm_file(sweep_dir) or {}) if resume else {}
     chosen = {m: {k: v for k, v in c.items() if k not in ("seeds", "trial_ids")} for m, c in previous.items()} \
         or choose_configs(sweep_dir, space)
@@ -190,13 +206,14 @@ def _confirm(sweep_dir: Path, space: SearchSpace, data: str, shared: SharedInput
         _say(echo, "confirm: no completed or stopped trial to confirm")
         return
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds)  # the choice survives a killed driver
+    storage.push()
     runs = confirm_runs(chosen, space.confirm_seeds)
     picks = ", ".join(f"{method} (trial {choice['source_trial']})" for method, choice in chosen.items())
     _say(echo, f"confirm: {picks}, {space.confirm_seeds} seed(s) each: {len(runs)} more runs to the last "
                "epoch (a completed source trial is the run of its own seed)")
     if not runs:
         return
-    tuner = _tuner(confirm_dir(sweep_dir), space, data, shared, min(concurrency, len(runs)), resume, echo,
+    tuner = _tuner(storage.sub(sweep_files.CONFIRM_DIR), space, data, shared, min(concurrency, len(runs)), resume, echo,
                    run_confirm_trial, param_space={RUN_KEY: tune.grid_search([r[RUN_KEY] for r in runs])})
     results = tuner.fit()
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds, results)
@@ -283,7 +300,7 @@ def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
     if previous is None:
         if resume:
             raise FileNotFoundError(f"{sweep_dir} holds no sweep to resume; run without --resume to start it")
-        if sweep_dir.exists() and any(sweep_dir.iterdir()):
+        if sweep_dir.exists() and any(p.name not in OWN_FILES for p in sweep_dir.iterdir()):
             raise FileExistsError(f"{sweep_dir} is not empty and holds no sweep; choose another --name")
         return
     if not resume:

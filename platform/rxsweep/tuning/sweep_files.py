@@ -1,7 +1,8 @@
 """The sweep folder: what a sweep writes, where, and in what order. Read by rxsweep.analysis.
 Each trial folder is a run folder (rxsweep.training.run_files) plus the sweep's own records.
 
-    SWEEP_DIR/                     = STORAGE/NAME
+    SWEEP_DIR/                     = STORAGE/NAME (at a URI, the same files; each process works
+                                   in a staging copy: rxsweep.tuning.sweep_storage)
       sweep.json                   identity (space file hash, data), objectives, settings; written
                                    before the first trial. `finished` is set when Tune returns.
       space.yaml                   the search space as given

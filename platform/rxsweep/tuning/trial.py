@@ -20,7 +20,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rxsweep import fileio
+from rxsweep import fileio, locations
+from rxsweep.mirror import Mirror
 from rxsweep.training import run_files
 from rxsweep.tuning import sweep_files
 from rxsweep.tuning.space import SearchSpace
@@ -29,15 +30,33 @@ from rxsweep.tuning.space import SearchSpace
 def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: str,
               shared: Any) -> None:
     """Tune trainable. ``config``: the sampled parameters. ``shared``: the SharedInputs of the sweep
-    (shard index and Ray Datasets built once by the sweep driver, identical for every trial)."""
+    (shard index and Ray Datasets built once by the sweep driver, identical for every trial).
+    ``sweep_dir``: the sweep folder's path or URI; at a URI the trial works in a staging copy of
+    its own folder on this node, pulled first (a retried trial resumes its checkpoints wherever it
+    runs now) and pushed after each epoch's record (run_files.record_epoch) and when it ends."""
+    import ray.tune
+
+    trial_id = ray.tune.get_context().get_trial_id()
+    location = locations.join(sweep_dir, sweep_files.TRIALS_DIR, trial_id)
+    if not locations.is_uri(location):
+        _run(config, space, shards_dir, location, Path(location), shared)
+        return
+    mirror = Mirror(location)
+    mirror.pull()
+    try:
+        _run(config, space, shards_dir, location, mirror.local, shared)
+    finally:
+        mirror.push()
+
+
+def _run(config: dict, space: SearchSpace, shards_dir: str, location: str, run_dir: Path, shared: Any) -> None:
+    """One trial's training in ``run_dir`` (its folder, or a staging copy of ``location``)."""
     import ray.tune
 
     from rxsweep.metrics.embedding_scores import epoch_scores
     from rxsweep.training.plan import preflight
 
-    trial_id = ray.tune.get_context().get_trial_id()
     cfg = space.trial_config(config)
-    run_dir = sweep_files.trial_dir(sweep_dir, trial_id)
     plan = preflight(cfg, shards_dir, index=shared.index)
     _record_trial(run_dir, config, cfg, plan)
     if runs_in_trial_process(space):
@@ -53,7 +72,10 @@ def run_trial(config: dict, *, space: SearchSpace, shards_dir: str, sweep_dir: s
 
     from rxsweep.training.trainer import build_trainer
 
-    trainer = build_trainer(cfg, shards_dir, run_dir.parent, trial_id, callbacks=[TuneReportCallback()],
+    # Ray Train writes the checkpoints at the location itself (a URI is a storage_path to it); the
+    # controller, on this node, keeps metrics.jsonl in run_dir.
+    trainer = build_trainer(cfg, shards_dir, location.rsplit("/", 1)[0], locations.name(location), log_dir=run_dir,
+                            callbacks=[TuneReportCallback()],
                             plan=plan, datasets=shared.datasets, max_failures=space.failures.worker_restarts,
                             epoch_scores=epoch_scores)
     trainer.fit()
