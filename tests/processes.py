@@ -110,13 +110,14 @@ def ray_start(bin_dir: Path, args: list[str], env: dict, cwd: str, undo) -> None
 class HeadNode:
     """`ray start --head` on 127.0.0.1 ports of its own, token authentication as Ray sets it."""
 
-    def __init__(self, bin_dir: Path, num_cpus: int = 3) -> None:
+    def __init__(self, bin_dir: Path, num_cpus: int = 3, env: dict | None = None) -> None:
+        """``env``: more environment for the node's processes (its job drivers and trials)."""
         self.tmpdir, self.bin_dir = ray_tmpdir(), bin_dir
         names = ("port", "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
                  "runtime-env-agent-port", "ray-client-server-port")
         self.dashboard_port, *component_ports = free_ports(1 + len(names))
         self.gcs_port = component_ports[0]
-        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_TMPDIR": self.tmpdir}
+        self.env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "RAY_TMPDIR": self.tmpdir, **(env or {})}
         self.env.pop("RAY_ADDRESS", None)
         # Every listening port its own: the job agent's default port (52365) is shared by every Ray
         # on the machine, and a head node whose agent lost it answers `ray job submit` with "No
@@ -130,9 +131,10 @@ class HeadNode:
     def address(self) -> str:
         return f"http://127.0.0.1:{self.dashboard_port}"
 
-    def add_node(self, num_cpus: int) -> "WorkerNode":
-        """A second node on this machine: `ray start --address` with its own CPUs and ports."""
-        return WorkerNode(self, num_cpus)
+    def add_node(self, num_cpus: int, env: dict | None = None) -> "WorkerNode":
+        """A second node on this machine: `ray start --address` with its own CPUs and ports
+        (``env``: what differs in its processes' environment from the head's)."""
+        return WorkerNode(self, num_cpus, env)
 
     def client_env(self) -> dict:
         """What a `ray job` client needs on 2.60: the token mode (the token is in ~/.ray/auth_token)."""
@@ -183,14 +185,14 @@ class WorkerNode:
     head's session folder, its runtime-env agent unpacked a job's working_dir over the one the
     job's driver was importing from). Its raylet is told apart by its node-manager port."""
 
-    def __init__(self, head: HeadNode, num_cpus: int) -> None:
+    def __init__(self, head: HeadNode, num_cpus: int, env: dict | None = None) -> None:
         names = ("node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
                  "dashboard-agent-grpc-port", "metrics-export-port", "runtime-env-agent-port")
         ports = free_ports(len(names))
         self.node_manager_port, self.tmpdir = ports[0], ray_tmpdir()
         ray_start(head.bin_dir, [f"--address=127.0.0.1:{head.gcs_port}", *[f"--{name}={port}" for name, port in
                                  zip(names, ports)], f"--num-cpus={num_cpus}", f"--temp-dir={self.tmpdir}"],
-                  {**head.env, "RAY_AUTH_MODE": "token"}, head.tmpdir, undo=self.stop)
+                  {**head.env, "RAY_AUTH_MODE": "token", **(env or {})}, head.tmpdir, undo=self.stop)
 
     def raylet(self) -> psutil.Process:
         for proc in psutil.process_iter(["cmdline"]):

@@ -1,13 +1,16 @@
 """A sweep on a Ray cluster of two nodes started with Ray's own CLI (`ray start --head`, then `ray
 start --address` with CPUs of its own) on this machine, submitted with `ray job submit`, storage
-on one path both nodes see. Trials run on both nodes; mid-sweep the second node's raylet is
-SIGKILLed (a node lost) under a trial between two checkpoints: the sweep still finishes, that
-trial runs again on the head node from its checkpoint, and no finished trial is lost or rerun."""
+on one path both nodes see, or at a URI (file://, as s3:// would be) with a staging folder of
+each node's own, as nodes without a shared disk have. Trials run on both nodes; mid-sweep the
+second node's raylet is SIGKILLed (a node lost) under a trial between two checkpoints: the sweep
+still finishes, that trial runs again on the head node from its checkpoint, and no finished
+trial is lost or rerun."""
 
 from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -33,20 +36,25 @@ def job_ended(head, job: str) -> bool:
     return any(state in status for state in ("succeeded", "failed", "stopped"))
 
 
-def test_a_sweep_on_two_nodes_survives_losing_one(tiny_sweep, tmp_path_factory, tmp_path):
-    head = HeadNode(venv_without_rxsweep(tmp_path_factory.mktemp("two-nodes") / "venv"), num_cpus=2)
+@pytest.mark.parametrize("storage_kind", ["shared path", "uri"])
+def test_a_sweep_on_two_nodes_survives_losing_one(storage_kind, tiny_sweep, tmp_path_factory, tmp_path):
+    at_uri = storage_kind == "uri"
+    staging = {node: tmp_path / f"staging-{node}" for node in ("head", "second")}
+    head = HeadNode(venv_without_rxsweep(tmp_path_factory.mktemp("two-nodes") / "venv"), num_cpus=2,
+                    env={"RXSWEEP_STAGING": str(staging["head"])})
     second = None
     try:
-        second = head.add_node(num_cpus=2)
+        second = head.add_node(num_cpus=2, env={"RXSWEEP_STAGING": str(staging["second"])})
         nodes = json.loads(head.ray_cli("list", "nodes", "--address", head.address, "--format", "json").stdout)
         assert len(nodes) == 2, nodes
         head_id = next(n["node_id"] for n in nodes if n["is_head_node"])
         second_id = next(n["node_id"] for n in nodes if not n["is_head_node"])
 
-        storage = tmp_path / "store"  # one path both nodes see
-        job = submit(head, ["--space", str(SPACES / "two_nodes.yaml"), "--data", str(shards_of(tiny_sweep)),
-                            "--storage", str(storage)])
-        sweep_dir = storage / "sweeps" / "two_nodes"
+        storage = tmp_path / "store"  # one path both nodes see, or what the URI names
+        data = f"file://{shards_of(tiny_sweep)}" if at_uri else str(shards_of(tiny_sweep))
+        job = submit(head, ["--space", str(SPACES / "two_nodes.yaml"), "--data", data,
+                            "--storage", f"file://{storage}" if at_uri else str(storage)])
+        sweep_dir = storage / "sweeps" / "two_nodes"  # at a URI: what the mirrors pushed
         trials_dir = sweep_dir / sweep_files.TRIALS_DIR
 
         polls = iter(range(10**9))
@@ -96,8 +104,17 @@ def test_a_sweep_on_two_nodes_survives_losing_one(tiny_sweep, tmp_path_factory, 
         assert fileio.read_json(interrupted / sweep_files.STATUS_FILE)["status"] == "completed"
 
         # ranking and report worked on the result
-        assert (sweep_dir / "report.html").exists() and str(sweep_dir) in log.splitlines()
-        assert all(t.trial_id in log for t in sweep.trials)
+        assert (sweep_dir / "report.html").exists() and all(t.trial_id in log for t in sweep.trials)
+        if not at_uri:
+            assert str(sweep_dir) in log.splitlines()  # the job prints the sweep folder last
+            return
+        # at the URI, every process staged on its own node: the driver on the head (it prints its
+        # staging copy), the interrupted trial on the second node, then on the head, where it
+        # pulled its checkpoint
+        assert any(Path(line).parent == staging["head"] for line in log.splitlines()), log[-2000:]
+        for node in ("head", "second"):
+            staged = list(staging[node].glob(f"{interrupted.name}-*"))
+            assert len(staged) == 1 and (staged[0] / run_files.METRICS_FILE).is_file(), (node, staged)
     finally:
         if second is not None:
             second.stop()

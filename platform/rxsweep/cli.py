@@ -52,8 +52,8 @@ def _sweep(args: argparse.Namespace) -> int:
     """The one sweep command (`rxsweep sweep` and `python jobs/sweep.py`): get shards (synthetic,
     an RxRx1 folder ingested once, or a shard folder), run the sweep, print the ranking, write the
     report, print the sweep folder (the last line)."""
-    from rxsweep.analysis.report import write_report
     from rxsweep import locations
+    from rxsweep.analysis.report import write_report
     from rxsweep.analysis.verdict import headline_text, read_verdict
     from rxsweep.data.prepare import prepare_data, prepare_synthetic
     from rxsweep.tuning.space_yaml import load_space
