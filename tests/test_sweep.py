@@ -15,6 +15,7 @@ from processes import (REPO, TRIAL_PROCESS, HeadNode, kill_tree, ray_tmpdir, sha
                        train_workers_under, venv_without_rxsweep, wait_for)
 from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
+from rxsweep.cli import main as rxsweep_main
 from rxsweep.data.stream import open_shards
 from rxsweep.training import run_files
 from rxsweep.tuning import sweep_files
@@ -110,16 +111,22 @@ def test_conditional_parameters_appear_only_under_their_condition(tiny_sweep):
 
 # ------------------------------------------------------------------- a killed driver, resumed
 
-def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(tiny_sweep, tmp_path):
+@pytest.mark.parametrize("at_uri", [False, True], ids=["path", "uri"])
+def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(at_uri, tiny_sweep, tmp_path, monkeypatch, capsys):
     """SIGKILL the sweep driver (and its local Ray) while the second of two 3-epoch trials is
-    between checkpoints; `--resume` finishes it from its checkpoint and never reruns the first."""
+    between checkpoints; `--resume` finishes it from its checkpoint and never reruns the first.
+    At a URI (file://, through pyarrow's filesystems as s3:// is) the shards are read in place and
+    the resuming driver starts from an empty staging folder, as on another machine: all it resumes
+    from (the study, Tune's state, the trials' checkpoints) comes from the URI."""
     storage, tmpdir = tmp_path / "store", ray_tmpdir()
-    args = ["--space", str(SPACES / "one_trial.yaml"), "--data", str(shards_of(tiny_sweep)), "--storage", str(storage),
+    data = f"file://{shards_of(tiny_sweep)}" if at_uri else str(shards_of(tiny_sweep))
+    args = ["--space", str(SPACES / "one_trial.yaml"), "--data", data,
+            "--storage", f"file://{storage}" if at_uri else str(storage),
             "--name", "resumed", "--num-samples", "2", "--max-concurrent", "1"]
     env = {**os.environ, "RAY_TMPDIR": tmpdir}
-    sweep_dir = storage / "sweeps" / "resumed"
+    sweep_dir = storage / "sweeps" / "resumed"  # at a URI: what the mirrors pushed there
     log = tmp_path / "first.log"
-    proc = start_sweep(args, env, log)
+    proc = start_sweep(args, {**env, "RXSWEEP_STAGING": str(tmp_path / "staging-1")}, log)
     try:
         def second_trial_between_checkpoints():
             trials = sorted((sweep_dir / sweep_files.TRIALS_DIR).glob("*"), key=lambda p: p.stat().st_mtime)
@@ -137,14 +144,15 @@ def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(tiny_sweep, t
         stop_ray_under(tmpdir)
     assert not fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE)["finished"]
 
-    again = start_sweep([*args, "--resume"], env, tmp_path / "resume.log")
+    resumed_log = tmp_path / "resume.log"
+    again = start_sweep([*args, "--resume"], {**env, "RXSWEEP_STAGING": str(tmp_path / "staging-2")}, resumed_log)
     try:
-        assert again.wait(timeout=600) == 0, (tmp_path / "resume.log").read_text()[-4000:]
+        assert again.wait(timeout=600) == 0, resumed_log.read_text()[-4000:]
     finally:
         kill_tree(again)
         stop_ray_under(tmpdir)
     sweep = load_sweep(sweep_dir)
-    assert sweep.finished
+    assert sweep.finished and sweep.meta["data"] == data
     assert sorted(t.trial_id for t in sweep.trials) == sorted([first.name, second.name])  # no trial lost or added
     by_id = {t.trial_id: t for t in sweep.trials}
     assert (first / run_files.METRICS_FILE).read_text() == first_metrics  # finished trial not run again
@@ -152,6 +160,18 @@ def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(tiny_sweep, t
     assert resumed.status == "completed" and epochs(second) == [1, 2, 3]
     # epoch 1 came from the checkpoint, not from training it again (its timings would differ)
     assert (second / run_files.METRICS_FILE).read_text().splitlines()[0] == second_epoch1
+    if not at_uri:
+        return
+    assert Path(resumed_log.read_text().splitlines()[-1]).parent == tmp_path / "staging-2"  # its own staging
+    assert sorted(p.name for p in run_files.checkpoints(second)) == ["checkpoint_epoch0002", "checkpoint_epoch0003"]
+    assert (sweep_dir / "report.html").is_file() and not list(sweep_dir.rglob(".rxsweep-*"))
+    # `rxsweep rank URI` (a third staging folder) prints what `rxsweep rank FOLDER` prints
+    monkeypatch.setenv("RXSWEEP_STAGING", str(tmp_path / "staging-3"))
+    capsys.readouterr()
+    assert rxsweep_main(["rank", f"file://{sweep_dir}", "--format", "csv", "--quick"]) == 0
+    from_uri = capsys.readouterr().out
+    assert rxsweep_main(["rank", str(sweep_dir), "--format", "csv", "--quick"]) == 0
+    assert from_uri == capsys.readouterr().out and first.name in from_uri
 
 
 # ------------------------------------------- ray job submit, and a Train worker killed mid-trial
