@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import optuna
 import pytest
 
-from processes import (REPO, TRIAL_PROCESS, HeadNode, kill_tree, ray_tmpdir, shards_of, start_sweep, stop_ray_under,
+from processes import (REPO, SWEEP_JOB, TRIAL_PROCESS, HeadNode, kill_tree, ray_tmpdir, shards_of, start_sweep, stop_ray_under,
                        train_workers_under, venv_without_rxsweep, wait_for)
 from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
@@ -144,8 +147,13 @@ def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(at_uri, tiny_
         stop_ray_under(tmpdir)
     assert not fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE)["finished"]
 
+    if at_uri:  # another machine: the same staging path (the default is), nothing in it
+        shutil.rmtree(tmp_path / "staging-1")
+        moved = subprocess.run([sys.executable, str(SWEEP_JOB), *args, "--resume"], capture_output=True, text=True,
+                               env={**env, "RXSWEEP_STAGING": str(tmp_path / "elsewhere")}, timeout=300)
+        assert moved.returncode == 2 and "RXSWEEP_STAGING set as it was" in moved.stderr, moved.stderr[-2000:]
     resumed_log = tmp_path / "resume.log"
-    again = start_sweep([*args, "--resume"], {**env, "RXSWEEP_STAGING": str(tmp_path / "staging-2")}, resumed_log)
+    again = start_sweep([*args, "--resume"], {**env, "RXSWEEP_STAGING": str(tmp_path / "staging-1")}, resumed_log)
     try:
         assert again.wait(timeout=600) == 0, resumed_log.read_text()[-4000:]
     finally:
@@ -162,7 +170,6 @@ def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(at_uri, tiny_
     assert (second / run_files.METRICS_FILE).read_text().splitlines()[0] == second_epoch1
     if not at_uri:
         return
-    assert Path(resumed_log.read_text().splitlines()[-1]).parent == tmp_path / "staging-2"  # its own staging
     assert sorted(p.name for p in run_files.checkpoints(second)) == ["checkpoint_epoch0002", "checkpoint_epoch0003"]
     assert (sweep_dir / "report.html").is_file() and not list(sweep_dir.rglob(".rxsweep-*"))
     # `rxsweep rank URI` (a third staging folder) prints what `rxsweep rank FOLDER` prints

@@ -16,6 +16,7 @@ stall it silently.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,7 +39,7 @@ SCAN_S = 5.0
 
 
 class PlacementGroupGuard(Callback):
-    def __init__(self, sweep_dir: str, settle_s: float = SETTLE_S, grace_s: float = GRACE_S) -> None:
+    def __init__(self, sweep_dir: str | os.PathLike, settle_s: float = SETTLE_S, grace_s: float = GRACE_S) -> None:
         self.sweep_dir = sweep_dir
         self.settle_s, self.grace_s = settle_s, grace_s
         self._ended: dict[str, float | None] = {}  # trial id -> when it ended (None: restarted since)

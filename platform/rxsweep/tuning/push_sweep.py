@@ -8,7 +8,7 @@ import time
 
 from ray.tune import Callback
 
-from rxsweep.tuning.sweep_storage import push_sweep
+from rxsweep.tuning.sweep_storage import SweepStorage
 
 #: Seconds between two pushes while trials report (a push lists the staging folder and copies
 #: what changed: the study and a few status files).
@@ -19,12 +19,12 @@ class PushSweep(Callback):
     """Tune callback of a sweep driver staging a URI: its records reach the URI as trials start and
     end (and every PUSH_EVERY_S while they report), so a driver lost with its node resumes elsewhere."""
 
-    def __init__(self, staged: str, every_s: float = PUSH_EVERY_S) -> None:
-        self.staged, self.every_s, self._last = staged, every_s, 0.0
+    def __init__(self, storage: SweepStorage, every_s: float = PUSH_EVERY_S) -> None:
+        self.storage, self.every_s, self._last = storage, every_s, 0.0
 
     def _push(self) -> None:
         self._last = time.monotonic()
-        push_sweep(self.staged)
+        self.storage.push()
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self._push()

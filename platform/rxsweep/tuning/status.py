@@ -10,6 +10,7 @@ be read off the disk.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ray.tune import Callback
@@ -23,7 +24,7 @@ KEPT = ("started_at", "released_placement_groups")
 
 
 class TrialStatusWriter(Callback):
-    def __init__(self, sweep_dir: str, epochs: int) -> None:
+    def __init__(self, sweep_dir: str | os.PathLike, epochs: int) -> None:
         self.sweep_dir = sweep_dir
         self.epochs = epochs
 

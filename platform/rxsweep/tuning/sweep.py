@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rxsweep import __version__, fileio, locations
-from rxsweep.mirror import OWN_FILES
+from rxsweep.mirror import OWN_FILES, STAGING_ENV
 from rxsweep.training.config import ConfigError
 from rxsweep.training.plan import RunPlan, open_index, preflight
 from rxsweep.tuning import sweep_files
@@ -91,6 +91,11 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     sweep_dir = storage.local
     identity = {"space_sha256": space.sha256, "data": data, "num_samples": space.num_samples,
                 "confirm_seeds": space.confirm_seeds}
+    if locations.is_uri(storage.root):
+        # Tune restores its searcher as pickled, and Optuna's study URL in it names the staging
+        # folder's optuna.db: a resuming driver must stage where the first one did (the default,
+        # ~/.cache/rxsweep/staging, is the same path on every machine of one user).
+        identity["staging"] = str(sweep_dir)
     _claim(sweep_dir, identity, resume)
     previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE) or {}
     if resume and previous.get("finished"):
@@ -163,9 +168,10 @@ def _tuner(folder: SweepStorage, space: SearchSpace, data: str, shared: SharedIn
         run_config=tune.RunConfig(
             name=sweep_files.TUNE_DIR, storage_path=folder.location,
             failure_config=tune.FailureConfig(max_failures=_trial_restarts(space)),
-            callbacks=[TrialStatusWriter(str(folder.local), space.base_config().epochs),
-                       PlacementGroupGuard(str(folder.local)),
-                       *([PushSweep(str(folder.mirror.local))] if folder.mirror else [])],
+            # The callbacks get the SweepStorage itself (an os.PathLike of the driver's folder):
+            # Tune pickles them, and a driver resuming on another machine has its own staging.
+            callbacks=[TrialStatusWriter(folder, space.base_config().epochs), PlacementGroupGuard(folder),
+                       *([PushSweep(SweepStorage(folder.root))] if locations.is_uri(folder.root) else [])],
             verbose=1 if echo else 0),
     )
 
@@ -213,7 +219,7 @@ def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: Share
                "epoch (a completed source trial is the run of its own seed)")
     if not runs:
         return
-    tuner = _tuner(storage.sub(sweep_files.CONFIRM_DIR), space, data, shared, min(concurrency, len(runs)), resume, echo,
+    tuner = _tuner(storage.folder(sweep_files.CONFIRM_DIR), space, data, shared, min(concurrency, len(runs)), resume, echo,
                    run_confirm_trial, param_space={RUN_KEY: tune.grid_search([r[RUN_KEY] for r in runs])})
     results = tuner.fit()
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds, results)
@@ -308,6 +314,10 @@ def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
         raise FileExistsError(f"{sweep_dir} holds {state} sweep already; pass --resume to continue it, "
                               "or choose another --name")
     changed = [k for k, v in identity.items() if previous.get("identity", {}).get(k) != v]
+    if changed == ["staging"]:
+        raise FileExistsError(f"this sweep's driver staged it in {previous['identity']['staging']} and this one in "
+                              f"{sweep_dir}: resume it with {STAGING_ENV} set as it was then (an empty folder "
+                              "is fine: it is pulled from the URI)")
     if changed:
         raise FileExistsError(f"{sweep_dir} was started with another {', '.join(changed)}; resume it with "
                               "the same space file and data, or choose another --name")

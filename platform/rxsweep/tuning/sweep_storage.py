@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rxsweep import locations
-from rxsweep.mirror import Mirror
+from rxsweep.mirror import Mirror, staging_dir
 from rxsweep.tuning import sweep_files
 
 #: Folders Ray Tune writes at the sweep's location itself (the search's and the confirmation's).
@@ -23,29 +23,44 @@ TUNE_FOLDERS = (sweep_files.TUNE_DIR, f"{sweep_files.CONFIRM_DIR}/{sweep_files.T
 
 @dataclass(frozen=True)
 class SweepStorage:
-    location: str  # where trials and Ray Tune write: the folder's path, or its URI
-    local: Path  # where the sweep driver reads and writes: the same folder, or its staging copy
-    mirror: Mirror | None = None  # the whole sweep folder's, at a URI
+    """A sweep folder (``sub``: a folder inside it, e.g. the confirmation runs'). Only strings: it
+    is pickled with Tune's callbacks, and a driver that resumes the sweep on another machine
+    resolves its own staging folder (``local``) there, not the first driver's."""
+    root: str  # the sweep folder: a path or a URI
+    sub: str = ""
 
     @classmethod
     def open(cls, storage: str | Path, name: str) -> "SweepStorage":
-        location = locations.join(locations.normalize(storage), name)
-        if not locations.is_uri(location):
-            return cls(location, Path(location))
-        mirror = Mirror(location, skip=TUNE_FOLDERS)
-        return cls(location, mirror.local, mirror)
+        return cls(locations.join(locations.normalize(storage), name))
 
-    def sub(self, folder: str) -> "SweepStorage":
+    @property
+    def location(self) -> str:
+        """Where trials and Ray Tune write: the folder's path, or its URI."""
+        return locations.join(self.root, self.sub) if self.sub else self.root
+
+    @property
+    def local(self) -> Path:
+        """Where the sweep driver reads and writes: the folder, or this node's staging copy."""
+        base = staging_dir(self.root) if locations.is_uri(self.root) else Path(self.root)
+        return base / self.sub if self.sub else base
+
+    def __fspath__(self) -> str:  # the driver's callbacks open files under it as under a path
+        return str(self.local)
+
+    def folder(self, name: str) -> "SweepStorage":
         """A folder inside this one (the confirmation runs'), mirrored with it."""
-        return SweepStorage(locations.join(self.location, folder), self.local / folder, self.mirror)
+        return SweepStorage(self.root, name)
 
     def pull(self) -> None:
-        if self.mirror is not None:
-            self.mirror.pull()
+        if locations.is_uri(self.root):
+            self._mirror().pull()
 
     def push(self) -> None:
-        if self.mirror is not None:
-            self.mirror.push()
+        if locations.is_uri(self.root):
+            self._mirror().push()
+
+    def _mirror(self) -> Mirror:
+        return Mirror(self.root, skip=TUNE_FOLDERS)
 
 
 def push_sweep(local: str | Path) -> None:
