@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Iterable
 
@@ -190,8 +189,3 @@ def _remove_empty_parents(path: Path, root: Path) -> None:
             folder.rmdir()
         except OSError:  # not empty (or already gone)
             return
-
-
-def remove_staging(local: str | Path) -> None:
-    """Delete a staging folder (its URI keeps everything)."""
-    shutil.rmtree(local, ignore_errors=True)
