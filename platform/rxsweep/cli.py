@@ -65,14 +65,13 @@ def _sweep(args: argparse.Namespace) -> int:
     load_space(space)  # a bad space file or name fails here, before any data is generated or Ray starts
     if args.name is not None:
         check_name(args.name)
-    for given in (args.storage, args.data):  # a bad URI too
-        if given is not None:
-            locations.normalize(given)
-    if args.data is None:
-        shards = prepare_synthetic(args.storage, preset=args.preset)
+    storage = locations.normalize(args.storage)  # a bad path or URI fails here too
+    data = None if args.data is None else locations.normalize(args.data)
+    if data is None:
+        shards = prepare_synthetic(storage, preset=args.preset)
     else:
-        shards = prepare_data(args.data, args.storage)
-    sweep_dir = run_sweep(space, shards, storage=locations.join(locations.normalize(args.storage), "sweeps"),
+        shards = prepare_data(data, storage)
+    sweep_dir = run_sweep(space, shards, storage=locations.join(storage, "sweeps"),
                           name=args.name, resume=args.resume,
                           num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
                           confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else

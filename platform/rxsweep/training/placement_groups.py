@@ -69,11 +69,11 @@ class PlacementGroupLedger(ControllerCallback):
     """Ray Train callback (runs in the run's controller) recording the run's placement groups.
 
     ``run_dir`` must be a path the controller's node can write and the sweep driver can read (the
-    same requirement as a run's metrics.jsonl); None keeps no ledger and only makes failed starts
-    release what they reserved (a run stored on cloud storage)."""
+    same requirement as a run's metrics.jsonl: a local folder, also when the run's checkpoints go
+    to a URI)."""
 
-    def __init__(self, run_dir: str | None) -> None:
-        self.path = Path(run_dir) / LEDGER_FILE if run_dir is not None else None
+    def __init__(self, run_dir: str | os.PathLike) -> None:
+        self.path = Path(run_dir) / LEDGER_FILE
         self.controller_id: str | None = None
 
     def after_controller_start(self, train_run_context) -> None:
@@ -87,8 +87,6 @@ class PlacementGroupLedger(ControllerCallback):
         TrainController.worker_group_cls = ReleasingWorkerGroup
 
     def record(self, pg) -> None:
-        if self.path is None:
-            return
         entry = {"placement_group": pg.id.hex(), "bundles": pg.bundle_specs,
                  "controller": self.controller_id, "time": time.time()}
         self.path.parent.mkdir(parents=True, exist_ok=True)
