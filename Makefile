@@ -1,4 +1,5 @@
-# Two commands on a fresh machine: `make run` (the main job) and `make test` (the test suite).
+# Two commands on a fresh machine: `make run` (the main job) and `make test` (the test suite);
+# `make test-fast` runs the tests that need no Ray, no sweep and no cluster (tests/conftest.py).
 # Everything Python goes into a local virtual environment, .venv/.
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -9,7 +10,7 @@ BIN := $(VENV)/bin
 # Debian packages need root: use sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test clean
+.PHONY: install run test test-fast clean
 
 install: $(VENV)/.installed
 
@@ -34,6 +35,9 @@ run: install
 
 test: install $(VENV)/.test-tools
 	$(BIN)/python -m pytest -q
+
+test-fast: install $(VENV)/.test-tools
+	$(BIN)/python -m pytest -q -m "not (ray or sweep or cluster)"
 
 clean:
 	rm -rf $(VENV) results

@@ -1,4 +1,19 @@
-"""Shared fixtures. One local Ray instance per test module: starting Ray costs ~6 s."""
+"""Shared fixtures, and the test tiers.
+
+Tiers, by what a test needs (markers declared in pyproject.toml):
+  ray      a local Ray instance (ingest, streams, Train runs)
+  sweep    a sweep, run here or the session's tiny_sweep fixture
+  cluster  Ray nodes started with `ray start`, jobs submitted with `ray job submit`
+A test with none of these is in the fast tier (`make test-fast`). A test's needs are read off the
+fixtures it uses (their whole closure, so a fixture that starts Ray marks every test using it);
+modules whose tests start Ray themselves declare `pytestmark`. A test in the fast tier that calls
+`ray.init` fails and says which marker to add, so the fast tier stays fast by construction.
+
+Every test gets a timeout by its tier (pytest-timeout, setup and teardown included): a hang fails
+that test with its traceback instead of ending the whole run. `@pytest.mark.timeout(N)` on a test
+overrides it.
+
+One local Ray instance per test module: starting Ray costs ~6 s."""
 
 from __future__ import annotations
 
@@ -9,6 +24,46 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # tests/rxrx1_files.py
+
+#: Fixtures that give a test a need, by the marker of that need.
+NEEDS_BY_FIXTURE = {
+    "ray": ("ray_local", "ray_session", "ray_dashboard", "small_store_ray"),
+    "sweep": ("tiny_sweep",),
+    "cluster": ("head_node", "cluster_venv", "second_ray"),
+}
+#: Seconds a test may take in each tier, setup included. Sized at about 3x the slowest test of the
+#: tier on this 2-core machine (README "Tests"); the first test to use tiny_sweep pays its setup.
+TIMEOUT_S = {"fast": 120, "ray": 600, "sweep": 1800, "cluster": 1800}
+TIERS = ("cluster", "sweep", "ray")  # a test's tier is its most demanding need
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for need, fixtures in NEEDS_BY_FIXTURE.items():
+            if item.get_closest_marker(need) is None and set(fixtures) & set(item.fixturenames):
+                item.add_marker(need)
+        tier = next((t for t in TIERS if item.get_closest_marker(t) is not None), "fast")
+        item.add_marker(pytest.mark.timeout(TIMEOUT_S[tier]))  # after a test's own: that one wins
+
+
+@pytest.fixture(autouse=True)
+def _fast_tier_starts_no_ray(request, monkeypatch):
+    """A test without a need-marker must not start Ray (it would make the fast tier slow)."""
+    if any(request.node.get_closest_marker(t) is not None for t in TIERS):
+        yield
+        return
+    import ray
+
+    fix = "mark it `@pytest.mark.ray` (or use the ray_local fixture)"
+    if ray.is_initialized():  # a module fixture of this test started it, or an earlier test left it
+        pytest.fail(f"Ray is running in the fast-tier test {request.node.nodeid}: {fix}, or shut down "
+                    "the Ray an earlier test left running")
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} starts Ray but carries no need-marker: {fix}")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    yield
 
 
 @pytest.fixture(scope="module")

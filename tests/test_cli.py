@@ -28,6 +28,7 @@ def test_help_lists_every_command_without_importing_ray_or_torch():
         assert command in helped.stdout
 
 
+@pytest.mark.ray  # the ingest subprocess starts a local Ray
 def test_synth_then_ingest_then_ingest_again_is_a_no_op(tmp_path):
     made = run("synth", "--out", str(tmp_path / "raw"), "--preset", "tiny", "--image-size", "32", "--workers", "1")
     assert made.returncode == 0, made.stderr
