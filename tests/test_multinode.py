@@ -24,9 +24,6 @@ from rxsweep.tuning import sweep_files
 from test_cluster_sweep import finish, submit
 from test_sweep import SPACES
 
-pytestmark = pytest.mark.slow
-
-
 def processes_of(trial_dir) -> list[dict]:
     return fileio.read_jsonl(trial_dir / sweep_files.PROCESSES_FILE)
 
@@ -36,15 +33,16 @@ def job_ended(head, job: str) -> bool:
     return any(state in status for state in ("succeeded", "failed", "stopped"))
 
 
+@pytest.mark.cluster
 @pytest.mark.parametrize("storage_kind", ["shared path", "uri"])
 def test_a_sweep_on_two_nodes_survives_losing_one(storage_kind, tiny_sweep, tmp_path_factory, tmp_path):
     at_uri = storage_kind == "uri"
     staging = {node: tmp_path / f"staging-{node}" for node in ("head", "second")}
-    head = HeadNode(venv_without_rxsweep(tmp_path_factory.mktemp("two-nodes") / "venv"), num_cpus=2,
+    head = HeadNode(venv_without_rxsweep(tmp_path_factory.mktemp("two-nodes") / "venv"), num_cpus=1,
                     env={"RXSWEEP_STAGING": str(staging["head"])})
     second = None
     try:
-        second = head.add_node(num_cpus=2, env={"RXSWEEP_STAGING": str(staging["second"])})
+        second = head.add_node(num_cpus=1, env={"RXSWEEP_STAGING": str(staging["second"])})
         nodes = json.loads(head.ray_cli("list", "nodes", "--address", head.address, "--format", "json").stdout)
         assert len(nodes) == 2, nodes
         head_id = next(n["node_id"] for n in nodes if n["is_head_node"])

@@ -148,6 +148,19 @@ def test_bad_space_fails_in_the_cli_before_ray_starts(tmp_path):
     assert done.stdout.strip() == "no ray"
 
 
+def test_a_single_worker_trial_reserves_its_worker_only_so_n_cpus_hold_n_trials(tmp_path):
+    """A single-worker trial trains in its Tune trial's own process: it reserves its worker's CPU
+    and nothing beside it, so a 2-CPU node runs two default trials at once and a 1-CPU node one;
+    a multi-worker trial adds its driver's share to its workers'."""
+    default = load_space(REPO / "search_spaces" / "default.yaml")
+    assert default.trial_resources() == {"CPU": 1.0, "GPU": 0.0}
+    assert [concurrent_trials({"CPU": n}, default.trial_resources(), 8) for n in (1, 2, 3)] == [1, 2, 3]
+    gpu = load_space(REPO / "search_spaces" / "rxrx1_gpu.yaml")
+    cfg = gpu.base_config()
+    assert gpu.trial_resources()["CPU"] == gpu.driver_cpus + cfg.num_workers * cfg.cpus_per_worker > \
+        cfg.num_workers * cfg.cpus_per_worker
+
+
 def test_concurrency_follows_cluster_and_trial_resources():
     assert concurrent_trials({"CPU": 3.0}, {"CPU": 1.1, "GPU": 0}, 8) == 2
     assert concurrent_trials({"CPU": 64.0, "GPU": 8.0}, {"CPU": 32.5, "GPU": 4.0}, 48) == 1

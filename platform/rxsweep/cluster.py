@@ -2,7 +2,7 @@
 
 With RAY_ADDRESS set (as under `ray job submit`, or pointed at a cluster by hand) rxsweep joins
 that cluster; otherwise it starts a local Ray on this machine with its dashboard on 127.0.0.1
-only, and one logical CPU more than the machine's cores (see local_cpus) whichever command starts
+only, with as many logical CPUs as the machine has cores (see local_cpus) whichever command starts
 it: in the default job an ingest starts it and the sweep then runs in it, so it must hold as many
 trials as the sweep expects. The dashboard is not optional: it serves the state API that Ray
 Train's placement-group cleaner asks whether a run's controller is alive, so without it the CPUs
@@ -29,10 +29,10 @@ API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
 
 
 def local_cpus(at_least: float = 0) -> int:
-    """Logical CPUs of a local Ray: the cores plus one, for the small CPU shares of the trial
-    drivers (0.1 each, idle while their trial trains) and Ray Data's read tasks, so that two 1-CPU
-    trials run side by side on 2 cores; more when one trial alone asks for more."""
-    return max((os.cpu_count() or 1) + 1, math.ceil(at_least))
+    """Logical CPUs of a local Ray: the machine's cores (two 1-CPU trials side by side on 2 cores,
+    as on a cluster node started with `ray start --num-cpus 2`); more when one trial alone asks for
+    more, so that it can run at all."""
+    return max(os.cpu_count() or 1, math.ceil(at_least))
 
 
 def init_ray(num_cpus: float | None = None, log_to_driver: bool = False) -> None:

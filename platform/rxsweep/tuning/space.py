@@ -28,9 +28,10 @@ SCHEDULERS = ("asha", "fifo")
 #: resources: key -> the TrainConfig field it sets (driver_cpus is the trial driver's own share).
 RESOURCE_FIELDS = {"workers": "num_workers", "cpus_per_worker": "cpus_per_worker",
                    "gpus_per_worker": "gpus_per_worker"}
-#: A trial's share on top of its workers' CPUs: a multi-worker trial's driver only waits on its
-#: TorchTrainer; a single-worker trial trains in its own process, and the share stays free for the
-#: Ray Data tasks that read its evaluation splits (and keeps the trial-slot arithmetic the same).
+#: A multi-worker trial's share on top of its workers' CPUs: its driver only waits on its
+#: TorchTrainer. A single-worker trial trains in its own process and reserves its worker's
+#: resources only, so an N-CPU node runs N 1-CPU trials (materialized, its splits are read by the
+#: sweep driver before any trial starts: no Ray Data task of its own needs a CPU beside it).
 DEFAULT_DRIVER_CPUS = 0.1
 DEFAULT_CONFIRM_SEEDS = 3  # WILDS asks for 3 seeds a method
 
@@ -115,9 +116,11 @@ class SearchSpace:
         return sampled
 
     def trial_resources(self) -> dict[str, float]:
-        """What one trial reserves: its driver's share plus every worker's."""
+        """What one trial reserves: its one worker's resources when it trains in its own process,
+        else its driver's share plus every worker's."""
         cfg = self.base_config()
-        cpus = self.driver_cpus + cfg.num_workers * cfg.cpus_per_worker
+        driver = 0.0 if cfg.num_workers == 1 else self.driver_cpus
+        cpus = driver + cfg.num_workers * cfg.cpus_per_worker
         return {"CPU": cpus, "GPU": cfg.num_workers * cfg.gpus_per_worker}
 
     def _active(self, p: Param, values: dict, sampled: dict) -> bool:

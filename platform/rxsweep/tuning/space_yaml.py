@@ -8,7 +8,8 @@
     num_samples: 8                      trials
     seed: 0                             seeds the Optuna sampler
     scheduler: {type: asha, grace_period: 1, reduction_factor: 2}     or {type: fifo}
-    resources: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0, driver_cpus: 0.1}
+    resources: {workers: 1, cpus_per_worker: 1, gpus_per_worker: 0, driver_cpus: 0.1}   driver_cpus: a
+                                        multi-worker trial's driver; a single-worker trial asks for its worker only
     failures: {worker_restarts: 1, trial_retries: 1}
     confirm: {seeds: 3}                 after the search, the best configuration of each method
                                         (ERM, DANN, CDANN) on held-out validation is run again
