@@ -15,8 +15,9 @@ Only the learning rate is searched (a log-uniform draw: it does not change the c
 
 Prints one JSON line: trial_efficiency = bare work a trial / sequential sweep time a trial
 (target >= 0.85: a ratio, so it holds on any machine); overhead_s_per_trial = (sequential sweep -
-trials x bare) / trials; concurrency_speedup = sequential / concurrent (target >= 1.6); and the
-raw times. The sequential sweep's time includes its one-off setup (datasets materialised once for
+trials x bare) / trials; concurrency_speedup = sequential / concurrent (target >= 1.6);
+the concurrent sweep's longest idle trial slot (bench/slot_timeline.py), alone and over a trial's
+bare work; and the raw times. The sequential sweep's time includes its one-off setup (datasets materialised once for
 every trial, the Optuna study, the features baseline), spread over its trials; where it went, stage
 by stage, is `sequential_stages_s` (see stages()).
 """
@@ -93,8 +94,11 @@ def bare_trials(space, data: str, n: int, workdir: Path) -> float:
     return (time.perf_counter() - started) / n
 
 
-def timed_sweep(space_file: Path, data: str, storage: Path, name: str, concurrent: int) -> tuple[float, dict]:
-    """The sweep's wall time and where it went (stages)."""
+def timed_sweep(space_file: Path, data: str, storage: Path, name: str, concurrent: int) -> tuple[float, dict, float]:
+    """The sweep's wall time, where it went (stages), and its longest idle trial slot in seconds
+    (slot_timeline: fewer than `concurrent` trials busy while one waited to start)."""
+    from slot_timeline import busy_intervals, longest_idle_slot
+
     from rxsweep.analysis.sweep_folder import load_sweep
     from rxsweep.tuning.sweep import run_sweep
 
@@ -103,7 +107,7 @@ def timed_sweep(space_file: Path, data: str, storage: Path, name: str, concurren
     wall, ended = time.perf_counter() - started, time.time()
     trials = load_sweep(sweep_dir).trials
     assert all(t.status == "completed" for t in trials), [(t.trial_id, t.status, t.error) for t in trials]
-    return wall, stages(trials, began, ended)
+    return wall, stages(trials, began, ended), longest_idle_slot(busy_intervals(sweep_dir), concurrent)
 
 
 def stages(trials, began: float, ended: float) -> dict:
@@ -154,8 +158,8 @@ def main() -> None:
         init_ray()
         ray_start_s = time.perf_counter() - ray_started
         before = bare_trials(space, data, args.trials, tmp)
-        sequential, seq_stages = timed_sweep(space_file, data, tmp / "runs", "sequential", 1)
-        concurrent, _ = timed_sweep(space_file, data, tmp / "runs", "concurrent", 2)
+        sequential, seq_stages, _ = timed_sweep(space_file, data, tmp / "runs", "sequential", 1)
+        concurrent, _, idle = timed_sweep(space_file, data, tmp / "runs", "concurrent", 2)
         after = bare_trials(space, data, args.trials, tmp / "runs")
         ray.shutdown()
     bare = (before + after) / 2
@@ -168,6 +172,9 @@ def main() -> None:
         "sweep_sequential_s": round(sequential, 1), "sweep_concurrent_s": round(concurrent, 1),
         "bare_s_per_trial": round(bare, 2), "bare_runs_s": [round(before, 2), round(after, 2)],
         "sequential_stages_s": seq_stages,
+        # a slot idle while a trial waits: Tune starting the next trial's process (a leaked
+        # placement group would make it 60 s); relative to a trial's bare work
+        "concurrent_longest_idle_slot_s": round(idle, 2), "idle_slot_per_trial_work": round(idle / bare, 3),
         "ray_start_s": round(ray_start_s, 1), "cpus": os.cpu_count(),
     }), flush=True)
 

@@ -20,7 +20,7 @@ from rxsweep.training.run_files import METRICS_FILE, read_history
 from rxsweep.training.runner import train
 from test_training import SPLIT, _kill_after_first_checkpoint, shards  # noqa: F401 (a fixture: on this module's Ray)
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.sweep
 
 # batch 16 divides neither worker's part: each worker drops its last partial batch
 DDP = {**SPLIT, "num_workers": 2, "epochs": 2, "batch_size": 16, "embedding_dim": 64, "domain_width": 128,

@@ -189,10 +189,10 @@ def test_build_figures(figures, ranked):
     study = optuna.load_study(study_name=sweep.name, storage=sweep.optuna_storage)
     completed = len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
     notes = " ".join(a.text for a in figures["importance"].layout.annotations)
-    if completed < MIN_IMPORTANCE_TRIALS:
-        assert f"needs at least {MIN_IMPORTANCE_TRIALS} completed trials" in notes
-    else:
-        assert len(figures["importance"].data) == len(sweep.objectives)
+    # the fixture's 4 trials are too few: the note, not bars (test_importances_from_optuna_per_objective
+    # checks the bars on a study large enough)
+    assert completed <= len(sweep.trials) == 4 < MIN_IMPORTANCE_TRIALS and not figures["importance"].data
+    assert f"needs at least {MIN_IMPORTANCE_TRIALS} completed trials" in notes
 
 
 def test_embeddings_figure_shows_best_dann_and_erm(figures, ranked):
