@@ -17,9 +17,10 @@ import json
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from processes import TRIAL_PROCESS, HeadNode, shards_of, train_workers_under, venv_without_rxsweep, wait_for
+from processes import HeadNode, shards_of, venv_without_rxsweep, wait_for
 from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
 from rxsweep.training import run_files
@@ -115,31 +116,25 @@ def check_sweep_released_everything(node: HeadNode, submission_id: str, sweep_di
     assert most_at_once(busy_intervals(sweep_dir)) == min(slots, len(sweep.trials)), busy_intervals(sweep_dir)
 
 
-def kill_a_trial_in_its_first_epoch(node: HeadNode, sweep_dir: Path, timeout: float = 600) -> tuple[Path, float]:
+def kill_a_trial_in_its_first_epoch(sweep_dir: Path, timeout: float = 600) -> tuple[Path, float]:
     """SIGKILL the process of a trial after the first (a single-worker trial trains in its own
-    process) before it reports an epoch; return the trial's folder and when it was killed. One
-    trial runs at a time here, so the trial processes that appear after the first trial ended
-    belong to the trial that has claimed its folder and reported nothing yet."""
-    first_trials: set[int] = set()
+    process, which may be a finished trial's, reused) before it reports an epoch; return the
+    trial's folder and when it was killed. The process is the one the trial recorded itself
+    running in (processes.jsonl), read before the kill."""
     target, killed_at = None, None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         folders = list((sweep_dir / sweep_files.TRIALS_DIR).glob("*")) if sweep_dir.exists() else []
         ended = {f for f in folders if (fileio.read_json(f / sweep_files.STATUS_FILE) or {}).get("ended_at")}
-        processes = train_workers_under(node.tmpdir, TRIAL_PROCESS)
-        if not ended:
-            first_trials.update(p.pid for p in processes)
-        elif target is not None:
+        if target is not None:
             if target in ended:
                 return target, killed_at
-        else:
-            starting = [f for f in folders if f not in ended and (f / run_files.CONFIG_FILE).exists()
+        elif ended:
+            starting = [f for f in folders if f not in ended and fileio.read_jsonl(f / sweep_files.PROCESSES_FILE)
                         and not read_history(f / run_files.METRICS_FILE)]
-            fresh = [p for p in processes if p.pid not in first_trials]
-            if len(starting) == 1 and fresh:
+            if starting:
                 target, killed_at = starting[0], time.time()
-                for process in fresh:
-                    process.kill()
+                psutil.Process(fileio.read_jsonl(target / sweep_files.PROCESSES_FILE)[-1]["pid"]).kill()
         time.sleep(0.2)
     raise AssertionError(f"no trial after the first was killed in its first epoch within {timeout} s")
 
@@ -158,7 +153,7 @@ def test_one_trial_at_a_time_with_asha_and_a_failing_trial(cluster_venv, tiny_sw
         job = submit(node, ["--space", str(space.path), "--data", str(shards_of(tiny_sweep)), "--storage", str(storage)])
         sweep_dir = storage / "sweeps" / "cluster"
 
-        target, killed_at = kill_a_trial_in_its_first_epoch(node, sweep_dir)
+        target, killed_at = kill_a_trial_in_its_first_epoch(sweep_dir)
         finish(node, job)
         sweep = load_sweep(sweep_dir)
         statuses = sorted(t.status for t in sweep.trials)

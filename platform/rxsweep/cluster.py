@@ -26,6 +26,10 @@ from pathlib import Path
 SHIP_PACKAGE_ENV = "RXSWEEP_SHIP_PACKAGE"
 #: Where Ray's State API clients look first for the dashboard (see _start_local).
 API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
+#: How long Ray Tune waits for a stopped trial's thread before it reuses its process for the next
+#: trial (Ray's default: 2 s; a reset that times out stalls Ray 2.60's sweep, see tuning/sweep.py).
+#: Set in every process of the job (a job-level runtime env), cluster or local.
+THREAD_TIMEOUT_ENV, TRIAL_THREAD_TIMEOUT_S = "TUNE_FUNCTION_THREAD_TIMEOUT_S", "60"
 
 
 def local_cpus(at_least: float = 0) -> int:
@@ -41,9 +45,10 @@ def init_ray(num_cpus: float | None = None, log_to_driver: bool = False) -> None
 
     if ray.is_initialized():
         return
-    kwargs = {"log_to_driver": log_to_driver}
+    runtime_env = {"env_vars": {THREAD_TIMEOUT_ENV: os.environ.get(THREAD_TIMEOUT_ENV, TRIAL_THREAD_TIMEOUT_S)}}
     if os.environ.get(SHIP_PACKAGE_ENV) == "1":
-        kwargs["runtime_env"] = {"py_modules": [str(Path(__file__).resolve().parent)]}
+        runtime_env["py_modules"] = [str(Path(__file__).resolve().parent)]
+    kwargs = {"log_to_driver": log_to_driver, "runtime_env": runtime_env}
     if os.environ.get("RAY_ADDRESS"):
         ray.init(**kwargs)
     else:

@@ -147,6 +147,7 @@ def _tuner(folder: SweepStorage, space: SearchSpace, data: str, shared: SharedIn
     from rxsweep.tuning.guard import PlacementGroupGuard
     from rxsweep.tuning.push_sweep import PushSweep
     from rxsweep.tuning.status import TrialStatusWriter
+    from rxsweep.tuning.trial import runs_in_trial_process
 
     trainable = tune.with_resources(
         tune.with_parameters(trainable_fn, space=space, shards_dir=data, sweep_dir=folder.location, shared=shared),
@@ -159,11 +160,16 @@ def _tuner(folder: SweepStorage, space: SearchSpace, data: str, shared: SharedIn
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(
             search_alg=search_alg, scheduler=scheduler,
-            # No reuse_actors: it cut the gap between two trials from 3.3 s to 0.1 s here, but
-            # with ASHA stopping trials a reused driver's ray.tune.get_context() named the
-            # previous trial (the next one trained in its run folder), and on a retest the sweep
-            # stalled after 3 of 6 trials. With FIFO it ran 4 of 4 correctly; not worth the risk.
-            num_samples=num_samples, max_concurrent_trials=concurrency, reuse_actors=False,
+            # A trial that trains in its own process reuses the process of a finished trial: a
+            # new one spent 10-16 s importing torch, Ray Tune and rxsweep before it trained (a
+            # sixth of `make run`). Tune hands a reused process the new trial's context
+            # (bench/reuse_actors_repro.py: no trial saw another's id, FIFO or ASHA), once the
+            # stopped trial's thread has ended; a thread that outlives TUNE_FUNCTION_THREAD_TIMEOUT_S
+            # fails the reset, and Ray 2.60 then never starts the next trial (the stall once seen
+            # here with TorchTrainer trials, whose teardown is slow): rxsweep.cluster raises that
+            # timeout, and multi-worker trials keep a new process each.
+            num_samples=num_samples, max_concurrent_trials=concurrency,
+            reuse_actors=runs_in_trial_process(space),
             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name),
         run_config=tune.RunConfig(
             name=sweep_files.TUNE_DIR, storage_path=folder.location,
