@@ -199,6 +199,10 @@ class TrainConfig:
                                     low=1)
     keep_checkpoints: int = setting(2, "most recent checkpoints kept (the last one holds the embeddings)",
                                     low=1)
+    heldout_eval: str = setting("every_epoch", "when the held-out experiments are evaluated (metrics, "
+                                "embeddings, mixing): every_epoch, or last_epoch for a run judged only at "
+                                "its end (a sweep's confirmation runs: half their time was these passes)",
+                                choices=("every_epoch", "last_epoch"))
 
     # -------------------------------------------------------------------------------- derived
     @property

@@ -176,9 +176,10 @@ def run_worker_loop(config: dict, ctx) -> None:
 
         eval_started = time.perf_counter()
         broadcast_buffers(raw)  # one model on every rank: the one rank 0 checkpoints
+        heldout = cfg.heldout_eval == "every_epoch" or epoch == cfg.epochs
         evals = {s: evaluate(raw, it.iter_torch_batches(batch_size=cfg.batch_size, prefetch_batches=2),
                              transform, n_types, device, collect=s in EMBEDDING_SPLITS)
-                 for s, it in eval_data.items()}
+                 for s, it in eval_data.items() if heldout or s not in EMBEDDING_SPLITS}
         metrics = _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
         batches_seen, plates, experiments = all_reduce(mixing.to(device)).cpu().tolist()
         # How well a worker's batch mixes the domains (BatchNorm and the domain head see one batch)
@@ -190,17 +191,18 @@ def run_worker_loop(config: dict, ctx) -> None:
         metrics["eval_time_s"] = float(all_reduce(torch.tensor(time.perf_counter() - eval_started), op="max"))
         metrics["epoch_time_s"] = train_s + metrics["eval_time_s"]
         history.append(json_safe(metrics))
-        parts = {s: all_gather_objects(evals[s].embeddings) for s in EMBEDDING_SPLITS}
+        parts = {s: all_gather_objects(evals[s].embeddings) for s in EMBEDDING_SPLITS if s in evals}
 
         with tempfile.TemporaryDirectory(prefix="rxsweep-ckpt-") as tmp:
             written = None
-            if rank == 0:
+            if rank == 0 and parts:
                 table = embeddings_table(parts, plan.index.table, model_embedding_dim(raw),
                                          model_n_classes(raw))
                 write_embeddings(table, f"{tmp}/{run_files.EMBEDDINGS_FILE}")
                 if config.get("epoch_scores"):  # e.g. batch mixing, for a sweep's objective
                     metrics.update(config["epoch_scores"](table))
                     history[-1] = json_safe(metrics)
+            if rank == 0:
                 ckpt.save_checkpoint(tmp, model=raw, optimizer=optimizer, scheduler=scheduler, epoch=epoch,
                                      step=step, rng=ckpt.rng_state(generators), config_yaml=cfg.to_yaml(),
                                      history=history, resampling=resampler and resampler.state())
@@ -219,7 +221,8 @@ def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer)
         "lambda": lam, "lr": optimizer.param_groups[0]["lr"],
     }
     for split in EVAL_SPLITS:
-        metrics.update(eval_metrics(split, all_reduce(evals[split].sums), plan.cell_types))
+        if split in evals:  # the held-out splits: every epoch, or the last only (cfg.heldout_eval)
+            metrics.update(eval_metrics(split, all_reduce(evals[split].sums), plan.cell_types))
     metrics["images_per_s"] = n / train_s if train_s > 0 else math.nan
     metrics["train_time_s"] = train_s
     return metrics

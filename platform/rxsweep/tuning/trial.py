@@ -89,10 +89,11 @@ def runs_in_trial_process(space: SearchSpace) -> bool:
 
 def run_confirm_trial(config: dict, **kwargs) -> None:
     """Tune trainable of a confirmation run (rxsweep.tuning.confirm): a search trial's parameters
-    and a seed, under the grid key RUN_KEY."""
+    and a seed, under the grid key RUN_KEY. It is judged on its last epoch's held-out test
+    embeddings only, so it evaluates the held-out experiments at its last epoch only."""
     from rxsweep.tuning.confirm import RUN_KEY
 
-    run_trial(config[RUN_KEY], **kwargs)
+    run_trial({**config[RUN_KEY], "heldout_eval": "last_epoch"}, **kwargs)
 
 
 def _record_trial(run_dir: Path, params: dict, cfg, plan) -> None:
