@@ -72,8 +72,11 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
         assert [r.config["seed"] for r in runs] == [0, 1] and all(r.method == choice["base_method"] for r in runs)
         assert all((r.config["resampling"] == "adaptive") == (method == "ar") for r in runs)
         assert all({k: r.config[k] for k in choice["params"]} == choice["params"] for r in runs)
-        # judged on their last epoch only: the held-out experiments are evaluated then, not before
-        assert all("heldout_test_acc" not in m and "mixing" not in m for r in runs for m in r.history[:-1])
+        # judged on their last epoch only: a confirmation run (not a reused search trial) evaluates
+        # the held-out experiments then, not before
+        confirm_ids = {t.trial_id for t in sweep.confirm}
+        assert all("heldout_test_acc" not in m and "mixing" not in m
+                   for r in runs if r.trial_id in confirm_ids for m in r.history[:-1])
         assert all("heldout_test_acc" in r.history[-1] and r.embeddings is not None for r in runs)
         if method == "ar":  # run to the last epoch whatever ASHA did: epoch 1 plain, then AR's draws
             assert all(len(r.history) == 2 and r.history[0]["ar_ess"] == 1.0 and r.history[1]["ar_ess"] < 1
