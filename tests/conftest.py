@@ -6,7 +6,7 @@ Tiers, by what a test needs (markers declared in pyproject.toml):
   cluster  Ray nodes started with `ray start`, jobs submitted with `ray job submit`
 A test with none of these is in the fast tier (`make test-fast`). A test's needs are read off the
 fixtures it uses (their whole closure, so a fixture that starts Ray marks every test using it);
-modules whose tests start Ray themselves declare `pytestmark`. A test in the fast tier that calls
+modules whose tests start Ray themselves declare `pytestmark`. In a run of the fast tier alone,
 `ray.init` fails and says which marker to add, so the fast tier stays fast by construction.
 
 Every test gets a timeout by its tier (pytest-timeout, setup and teardown included): a hang fails
@@ -46,24 +46,18 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.timeout(TIMEOUT_S[tier]))  # after a test's own: that one wins
 
 
-@pytest.fixture(autouse=True)
-def _fast_tier_starts_no_ray(request, monkeypatch):
-    """A test without a need-marker must not start Ray (it would make the fast tier slow)."""
-    if any(request.node.get_closest_marker(t) is not None for t in TIERS):
-        yield
+def pytest_collection_finish(session):
+    """A run of the fast tier alone (no selected test needs Ray) refuses every Ray start: a test or
+    fixture that starts one fails and names the marker to add."""
+    if any(item.get_closest_marker(t) is not None for item in session.items for t in TIERS):
         return
     import ray
 
-    fix = "mark it `@pytest.mark.ray` (or use the ray_local fixture)"
-    if ray.is_initialized():  # a module fixture of this test started it, or an earlier test left it
-        pytest.fail(f"Ray is running in the fast-tier test {request.node.nodeid}: {fix}, or shut down "
-                    "the Ray an earlier test left running")
-
     def refuse(*args, **kwargs):
-        raise RuntimeError(f"{request.node.nodeid} starts Ray but carries no need-marker: {fix}")
+        raise RuntimeError("a test of the fast tier starts Ray: mark it `@pytest.mark.ray` (or use the "
+                           "ray_local fixture)")
 
-    monkeypatch.setattr(ray, "init", refuse)
-    yield
+    ray.init = refuse
 
 
 @pytest.fixture(scope="module")
