@@ -24,6 +24,7 @@ from rxsweep.models import (
     load_pretrained,
     register_backbone,
 )
+from rxsweep.models.dann import adversary_domain_loss, class_balance_weights
 from rxsweep.models.registry import Registry
 
 # torchvision's published parameter counts (1000-class ImageNet heads); timm's for ViT-S/16-224.
@@ -395,3 +396,63 @@ def test_domain_loss_els():
     )
     with pytest.raises(ValueError, match="smoothing"):
         domain_loss(logits, target, 1.0)
+
+
+# --------------------------------------------------------------------------- CDANN class balance
+
+# 8 sites the domain loss sees: 6 of class 4 (controls, say) and 2 of class 9, 3 domains.
+CB_LOGITS = [[2.0, 0.5, -1.0], [0.1, 0.2, 0.3], [1.5, -0.5, 0.0], [-1.0, 1.0, 2.0],
+             [0.0, 0.0, 0.0], [3.0, 1.0, -2.0], [0.5, 2.5, -0.5], [-2.0, 0.0, 1.0]]
+CB_DOMAINS = [0, 2, 1, 2, 0, 1, 1, 0]
+CB_LABELS = [4, 4, 4, 4, 4, 4, 9, 9]
+
+
+def _hand_ce(row, target):
+    return math.log(sum(math.exp(v) for v in row)) - row[target]
+
+
+def test_cdann_domain_loss_is_class_balanced_by_hand():
+    ce = [_hand_ce(r, d) for r, d in zip(CB_LOGITS, CB_DOMAINS)]
+    # Each present class carries half: class 4's sites 1 / (6 * 2) each, class 9's 1 / (2 * 2).
+    expected = sum(ce[:6]) / 12 + sum(ce[6:]) / 4
+    logits = torch.tensor(CB_LOGITS, dtype=torch.float64)
+    domains, labels = torch.tensor(CB_DOMAINS), torch.tensor(CB_LABELS)
+    got = adversary_domain_loss(logits, domains, labels, "cdann")
+    assert got.item() == pytest.approx(expected, rel=1e-12)
+    assert abs(expected - sum(ce) / 8) > 0.05  # the weighting matters on this batch
+    w = class_balance_weights(labels, torch.float64)
+    assert w.sum().item() == pytest.approx(1.0, rel=1e-12)
+    # DomainBed divides by the one-hot width (largest label + 1 = 10), not the 2 classes present.
+    y_counts = nn.functional.one_hot(labels).sum(dim=0)
+    domainbed = 1.0 / (y_counts[labels] * y_counts.shape[0]).double()
+    torch.testing.assert_close(w, domainbed * 10 / 2)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.3])
+def test_cdann_domain_loss_with_equal_class_counts_is_the_mean(smoothing):
+    torch.manual_seed(0)
+    logits = torch.randn(8, 3, dtype=torch.float64)
+    domains = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    labels = torch.tensor([7, 7, 2, 2, 5, 5, 0, 0])
+    got = adversary_domain_loss(logits, domains, labels, "cdann", smoothing)
+    torch.testing.assert_close(got, domain_loss(logits, domains, smoothing))
+    if smoothing == 0.0:
+        torch.testing.assert_close(got, nn.functional.cross_entropy(logits, domains))
+
+
+def test_dann_domain_loss_stays_the_plain_mean():
+    logits = torch.tensor(CB_LOGITS, dtype=torch.float64)
+    domains, labels = torch.tensor(CB_DOMAINS), torch.tensor(CB_LABELS)
+    ce = [_hand_ce(r, d) for r, d in zip(CB_LOGITS, CB_DOMAINS)]
+    got = adversary_domain_loss(logits, domains, labels, "dann", 0.2)
+    assert torch.equal(got, domain_loss(logits, domains, 0.2))
+    plain = adversary_domain_loss(logits, domains, labels, "dann")
+    assert plain.item() == pytest.approx(sum(ce) / 8, rel=1e-12)
+
+
+def test_cdann_domain_loss_rejects_sites_without_a_class():
+    logits = torch.zeros(3, 2)
+    with pytest.raises(ValueError, match="labels >= 0"):
+        adversary_domain_loss(logits, torch.tensor([0, 1, 0]), torch.tensor([1, -1, 1]), "cdann")
+    with pytest.raises(ValueError, match="unknown adversary"):
+        adversary_domain_loss(logits, torch.tensor([0, 1, 0]), torch.tensor([1, 1, 1]), "dan")

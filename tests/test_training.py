@@ -27,7 +27,7 @@ from rxsweep.fileio import json_safe
 from rxsweep.training import checkpointing as ckpt
 from rxsweep.training import run_files
 from rxsweep.training.config import ConfigError, TrainConfig, field_specs, hparam_specs
-from rxsweep.training.recipe import lambda_at, lr_factor
+from rxsweep.training.recipe import lambda_at, lr_factor, train_step
 from rxsweep.training.run_files import METRICS_FILE, read_history
 from rxsweep.training.runner import train
 from rxsweep.training.trainer import MetricsLog
@@ -142,6 +142,34 @@ def test_lr_and_lambda_schedules():
     assert lambda_at(TrainConfig(domain_label="none"), 50, 100) == 0.0
     assert lambda_at(TrainConfig(lambda_schedule="step", lambda_max=2.0), 50, 100) == 2.0
     assert lambda_at(TrainConfig(), 0, 100) == 0.0
+
+
+@pytest.mark.parametrize("adversary", ["dann", "cdann"])
+def test_train_step_domain_loss_is_the_adversary_loss_over_the_controls(adversary):
+    """train_step's domain loss is adversary_domain_loss over the sites domain_sites keeps, with
+    those sites' labels: class-balanced for cdann, the plain mean for dann."""
+    from rxsweep.models import DANN, create_backbone
+    from rxsweep.models.dann import adversary_domain_loss
+
+    cfg = TrainConfig(domain_label="plate", adversary=adversary, domain_sites="controls", domain_dropout=0.0)
+    torch.manual_seed(0)
+    model = DANN(create_backbone("cnn-small", 6), n_classes=12, domain_label="plate", n_domains=3,
+                 domain_width=16, domain_dropout=0.0, adversary=adversary)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    x = torch.randn(10, 6, 16, 16)
+    labels = torch.tensor([0, 1, 2, 10, 10, 10, 10, 10, 11, 11])  # 3 treatments, 5 + 2 controls
+    domains = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    is_treatment = (labels < 10).long()
+    with torch.no_grad():
+        logits = model(x, labels=labels)["domain_logits"][3:]
+    expected = adversary_domain_loss(logits, domains[3:], labels[3:], adversary)
+    mean = torch.nn.functional.cross_entropy(logits, domains[3:])
+    out = train_step(model, optimizer, scheduler, x, labels, domains, cfg, torch.device("cpu"),
+                     is_treatment=is_treatment)
+    torch.testing.assert_close(out.domain_loss, expected)
+    assert out.domain_seen.item() == 7
+    assert (abs(out.domain_loss - mean) > 1e-4) == (adversary == "cdann")
 
 
 def test_rng_state_survives_weights_only(tmp_path):

@@ -5,6 +5,26 @@ sees GRL(embedding) + an embedding of the site's label. The head can then no lon
 apart by their label mix (on RxRx1 each plate holds one of four siRNA groups), so the features are
 pushed to hide only what differs between domains *within* a class: the batch.
 
+How rxsweep's CDANN relates to DomainBed's (``domainbed/algorithms.py``, ``AbstractDANN`` with
+``conditional=True, class_balance=True``):
+
+- Same: the conditioning (an ``nn.Embedding(n_classes, D)`` of the label added to the features the
+  discriminator sees, trained with the discriminator), and a class-balanced domain loss
+  (:func:`adversary_domain_loss`).
+- Different: DomainBed alternates ``d_steps_per_g_step`` discriminator steps with one generator
+  step (separate Adam optimisers, ``gen_loss = classifier_loss - lambda * disc_loss``) and adds a
+  gradient penalty on the discriminator's input gradient; rxsweep takes one step per batch through
+  a gradient-reversal layer (λ on a schedule, the domain head's learning rate a multiple of the
+  rest) with no gradient penalty.
+- Class weights: DomainBed weighs a site by ``1 / (y_counts[y] * y_counts.shape[0])`` where
+  ``y_counts = F.one_hot(all_y).sum(0)``, so its "number of classes" is the one-hot width, the
+  batch's largest label + 1, and its weights sum to (classes present) / (largest label + 1).
+  rxsweep divides by the classes present, so the weights sum to 1 and the loss is a weighted mean
+  on the scale of DANN's. The sites' relative weights are the same; the two losses agree when
+  every class up to the largest label is in the batch (PACS's 7 classes at 32 sites a domain);
+  otherwise (DomainNet's 345 classes, RxRx1's 1,139) DomainBed's loss shrinks by a factor that
+  changes from batch to batch with which labels were drawn.
+
 Which column is the domain (``experiment`` or ``plate``) is decided by the training code, which
 also maps site-table values to integer ids; this module only needs ``n_domains``. ``none`` is
 plain ERM: no domain head, ``domain_logits`` is None.
@@ -18,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from .grl import GradientReversal
-from .heads import DomainHead
+from .heads import DomainHead, domain_loss, domain_loss_per_site
 
 DOMAIN_LABELS = ("experiment", "plate", "none")
 ADVERSARIES = ("dann", "cdann")
@@ -112,3 +132,43 @@ class DANN(nn.Module):
             elif labels is not None:
                 domain_logits = self.domain_head(reversed_emb + self.class_embedding(labels))
         return {"logits": logits, "domain_logits": domain_logits, "embedding": emb}
+
+
+def class_balance_weights(labels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-site weights ``1 / (n_y * C)``: ``n_y`` the count of the site's class ``y`` in
+    ``labels`` [N], ``C`` the number of distinct classes in ``labels``. Each present class then
+    carries 1/C of the total and the weights sum to 1. (DomainBed divides by the largest label + 1
+    instead of ``C``: see the module docstring.)"""
+    if labels.ndim != 1 or not len(labels):
+        raise ValueError(f"labels must be a non-empty [N], got shape {tuple(labels.shape)}")
+    if bool((labels < 0).any()):
+        # A site without a class has nothing to condition on (nn.Embedding rejects it too).
+        raise ValueError("class-balanced weights need labels >= 0; unlabelled sites have no class")
+    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / (counts[inverse] * len(counts)).to(dtype)
+
+
+def adversary_domain_loss(logits: torch.Tensor, domains: torch.Tensor, labels: torch.Tensor,
+                          adversary: str, smoothing: float = 0.0) -> torch.Tensor:
+    """The domain loss of ``adversary`` over the sites given (the caller has already kept only
+    those the domain loss sees, e.g. the control wells).
+
+    ``dann``: the mean cross-entropy :func:`heads.domain_loss` (DomainBed's DANN has
+    ``class_balance=False``). ``cdann``: ``sum_i w_i * CE_i`` with ``w_i =``
+    :func:`class_balance_weights` of ``labels``, as DomainBed's CDANN (``class_balance=True``):
+    control wells outnumber each treatment several times over, and an unweighted conditional loss
+    would mostly ask the features to hide the batch within the control classes.
+
+    The weights come from this batch alone: under DDP each rank weighs its own sites and the
+    gradients are averaged across ranks, as DomainBed's weights are per batch.
+    """
+    if adversary == "dann":
+        return domain_loss(logits, domains, smoothing)
+    if adversary != "cdann":
+        raise ValueError(f"unknown adversary {adversary!r}; known: {list(ADVERSARIES)}")
+    if labels.shape != domains.shape:
+        raise ValueError(f"labels must be [N]={domains.shape[0]}, got shape {tuple(labels.shape)}")
+    if not 0.0 <= smoothing < 1.0:
+        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
+    per_site = domain_loss_per_site(logits, domains, smoothing)
+    return (class_balance_weights(labels, per_site.dtype) * per_site).sum()

@@ -36,8 +36,8 @@ class DomainHead(nn.Module):
         return self.net(x)
 
 
-def domain_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy of domain logits [N, K] against domain ids [N], with environment label
+def domain_loss_per_site(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """Per-site [N] cross-entropy of domain logits [N, K] against domain ids [N], with environment label
     smoothing (ELS; Zhang et al., ICLR 2023, "Free Lunch for Domain Adversarial Training:
     Environment Label Smoothing", arXiv:2302.00194).
 
@@ -57,8 +57,13 @@ def domain_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0
     if target.shape != logits.shape[:1]:
         raise ValueError(f"target must be [N]={logits.shape[0]}, got shape {tuple(target.shape)}")
     if smoothing == 0.0:
-        return F.cross_entropy(logits, target)
+        return F.cross_entropy(logits, target, reduction="none")
     log_p = F.log_softmax(logits, dim=1)
     soft = torch.full_like(log_p, smoothing / (k - 1))
     soft.scatter_(1, target.unsqueeze(1), 1.0 - smoothing)
-    return -(soft * log_p).sum(dim=1).mean()
+    return -(soft * log_p).sum(dim=1)
+
+
+def domain_loss(logits: torch.Tensor, target: torch.Tensor, smoothing: float = 0.0) -> torch.Tensor:
+    """The mean of :func:`domain_loss_per_site` (DANN's domain loss)."""
+    return domain_loss_per_site(logits, target, smoothing).mean()

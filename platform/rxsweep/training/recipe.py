@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from rxsweep.models import DANN, DISCRIMINATOR_PREFIXES, create_backbone, domain_loss, get_schedule
+from rxsweep.models import DANN, DISCRIMINATOR_PREFIXES, create_backbone, get_schedule
+from rxsweep.models.dann import adversary_domain_loss
 from rxsweep.training.config import TrainConfig
 from rxsweep.training.plan import RunPlan
 
@@ -105,7 +106,8 @@ def train_step(model: nn.Module, optimizer, scheduler, x: torch.Tensor, labels: 
                is_treatment: torch.Tensor | None = None, class_weights: torch.Tensor | None = None) -> StepOutput:
     """One optimiser step: label CE over every site + domain CE (through the GRL already set on the
     model) over the sites ``cfg.domain_sites`` names: all, or the control wells only
-    (``is_treatment == 0``; a batch without one adds no domain loss)."""
+    (``is_treatment == 0``; a batch without one adds no domain loss). The domain CE is a mean for
+    ``dann`` and class-balanced over those sites for ``cdann`` (``models.dann.adversary_domain_loss``)."""
     with autocast(device):
         out = model(x, labels=labels)
         label_loss = F.cross_entropy(out["logits"].float(), labels, weight=class_weights,
@@ -115,12 +117,13 @@ def train_step(model: nn.Module, optimizer, scheduler, x: torch.Tensor, labels: 
         dom_correct = torch.zeros((), device=device)
         dom_seen = torch.zeros((), device=device)
         if out["domain_logits"] is not None:
-            dom_logits, targets = out["domain_logits"].float(), domains
+            dom_logits, targets, classes = out["domain_logits"].float(), domains, labels
             seen = domain_rows(cfg, is_treatment)
             if seen is not None:
-                dom_logits, targets = dom_logits[seen], targets[seen]
-            if len(targets):
-                dom_loss = domain_loss(dom_logits, targets, cfg.env_label_smoothing)
+                dom_logits, targets, classes = dom_logits[seen], targets[seen], classes[seen]
+            if len(targets):  # cdann: class-balanced over the sites seen (models/dann.py)
+                dom_loss = adversary_domain_loss(dom_logits, targets, classes, cfg.adversary,
+                                                 cfg.env_label_smoothing)
                 loss = loss + dom_loss
                 dom_correct = (dom_logits.argmax(1) == targets).sum()
                 dom_seen = torch.tensor(float(len(targets)), device=device)
