@@ -60,23 +60,28 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
         else:  # stopped by ASHA after its first epoch, not failed
             assert len(trial.history) == 1
     assert any(t.status == "completed" for t in sweep.trials)
-    # the confirmation runs: each method's chosen configuration with seeds 0 and 1 (seed 0 is its
-    # source trial when that one ran to the end), all completed; AR was searched: its best trial is
-    # confirmed too, and the methods' choices are plain-sampling trials
+    # the confirmation runs: each method's chosen configuration with 2 fresh seeds (every search
+    # trial ran seed 0: seeds 1 and 2), all completed, none a search trial (not even the chosen one);
+    # AR was searched: its best trial is confirmed too, and the methods' choices are plain-sampling trials
     record = sweep.confirm_record
     assert sorted(record) == ["ar", "dann", "erm"] and record["ar"]["base_method"] == "erm"
-    by_id = {t.trial_id: t for t in [*sweep.trials, *sweep.confirm]}
+    assert {t.config["seed"] for t in sweep.trials} == {0}
+    search_ids = {t.trial_id for t in sweep.trials}
+    confirm_ids = {t.trial_id for t in sweep.confirm}
+    assert len(sweep.confirm) == 2 * len(record)  # every seed of every method a new run
+    by_id = {t.trial_id: t for t in sweep.confirm}
     for method, choice in record.items():
+        assert choice["search_seeds"] == [0] and choice["seeds"] == [1, 2]
+        assert choice["source_trial"] in search_ids and choice["source_trial"] not in choice["trial_ids"]
+        assert set(choice["trial_ids"]) <= confirm_ids and not set(choice["trial_ids"]) & search_ids
         runs = [by_id[i] for i in choice["trial_ids"]]
-        assert choice["seeds"] == [0, 1] and all(r.status == "completed" for r in runs)
-        assert [r.config["seed"] for r in runs] == [0, 1] and all(r.method == choice["base_method"] for r in runs)
+        assert all(r.status == "completed" for r in runs)
+        assert [r.config["seed"] for r in runs] == [1, 2] and all(r.method == choice["base_method"] for r in runs)
         assert all((r.config["resampling"] == "adaptive") == (method == "ar") for r in runs)
         assert all({k: r.config[k] for k in choice["params"]} == choice["params"] for r in runs)
-        # judged on their last epoch only: a confirmation run (not a reused search trial) evaluates
-        # the held-out experiments then, not before
-        confirm_ids = {t.trial_id for t in sweep.confirm}
-        assert all("heldout_test_acc" not in m and "mixing" not in m
-                   for r in runs if r.trial_id in confirm_ids for m in r.history[:-1])
+        # judged on their last epoch only: a confirmation run evaluates the held-out experiments
+        # then, not before
+        assert all("heldout_test_acc" not in m and "mixing" not in m for r in runs for m in r.history[:-1])
         assert all("heldout_test_acc" in r.history[-1] and r.embeddings is not None for r in runs)
         if method == "ar":  # run to the last epoch whatever ASHA did: epoch 1 plain, then AR's draws
             assert all(len(r.history) == 2 and r.history[0]["ar_ess"] == 1.0 and r.history[1]["ar_ess"] < 1

@@ -203,17 +203,16 @@ def _trial_restarts(space: SearchSpace) -> int:
 
 def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: SharedInputs, concurrency: int,
              resume: bool, echo: bool) -> None:
-    """Each method's best configuration again with space.confirm_seeds seeds (rxsweep.tuning.confirm)."""
+    """Each method's best configuration again with space.confirm_seeds fresh seeds, none a search
+    trial's (rxsweep.tuning.confirm). A resumed driver keeps the choice (and the search's seeds) of
+    the confirm.json its killed predecessor wrote."""
     from ray import tune
 
-    from rxsweep.tuning.confirm import (RUN_KEY, choose_configs, confirm_runs, read_confirm_file,
-                                        write_confirm_file)
+    from rxsweep.tuning.confirm import RUN_KEY, choice_to_confirm, confirm_runs, confirm_seeds, write_confirm_file
     from rxsweep.tuning.trial import run_confirm_trial
 
     sweep_dir = storage.local
-    previous = (read_confirm_file(sweep_dir) or {}) if resume else {}
-    chosen = {m: {k: v for k, v in c.items() if k not in ("seeds", "trial_ids")} for m, c in previous.items()} \
-        or choose_configs(sweep_dir, space)
+    chosen = choice_to_confirm(sweep_dir, space, resume)
     if not chosen:
         _say(echo, "confirm: no completed or stopped trial to confirm")
         return
@@ -221,8 +220,10 @@ def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: Share
     storage.push()
     runs = confirm_runs(chosen, space.confirm_seeds)
     picks = ", ".join(f"{method} (trial {choice['source_trial']})" for method, choice in chosen.items())
-    _say(echo, f"confirm: {picks}, {space.confirm_seeds} seed(s) each: {len(runs)} more runs to the last "
-               "epoch (a completed source trial is the run of its own seed)")
+    some = next(iter(chosen.values()))
+    _say(echo, f"confirm: {picks}, {space.confirm_seeds} seed(s) each: {len(runs)} runs to the last epoch, "
+               f"seeds {confirm_seeds(some, space.confirm_seeds)} (fresh: the search ran seed(s) "
+               f"{some['search_seeds']})")
     if not runs:
         return
     tuner = _tuner(storage.folder(sweep_files.CONFIRM_DIR), space, data, shared, min(concurrency, len(runs)), resume, echo,
