@@ -1,6 +1,11 @@
 """rxsweep.metrics.mixing against slow references written from the formulas, known answers,
 dose-responses and argument validation. CPU only, a few seconds.
 
+batch_mixing_scores uses the cell type (its stratum) as the label of silhouette_batch and graph
+connectivity, as scib does, and ``mixing`` = the mean of COMPOSITE_KEYS (silhouette left out);
+the tests under "label = cell type" check both against values computed here by hand or with
+sklearn, and show what the old siRNA label gave on replicate pairs.
+
 Tolerances: kNN indices must match exactly and distances to 1e-12 (both float64 direct
 differences); LISI / silhouette to 1e-6 absolute (the references use the unshifted scib formula
 and sklearn; differences are rounding); kBET, graph connectivity and the probe exactly (counts).
@@ -22,6 +27,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from rxsweep.metrics.mixing import (
+    COMPOSITE_KEYS,
+    SCORE_KEYS,
     batch_mixing_scores,
     batch_probe,
     graph_connectivity,
@@ -292,18 +299,18 @@ def test_dose_response_label_shuffle():
 
 def test_dose_response_offset_removal():
     """A growing (nested) share of points loses its batch offset (joins one shared cloud):
-    every score rises; graph connectivity strictly."""
+    every score rises; graph connectivity (one label, the stratum: the shared cloud's share of the
+    points once it is the largest piece) strictly."""
     rng = np.random.default_rng(8)
     n, B, d = 480, 8, 10
     batch = np.repeat(np.arange(B), n // B)
-    labels = rng.integers(0, 3, n)
     Z = rng.normal(size=(n, d))
     order = rng.permutation(n)
     rows = []
     for share in SHARES:
         offset = 60.0 * np.eye(d)[batch]
         offset[order[: int(round(share * n))]] = 0.0
-        res = batch_mixing_scores(Z + offset, batch, labels, np.zeros(n), ilisi_k=45, perplexity=15)
+        res = batch_mixing_scores(Z + offset, batch, strata=np.zeros(n), ilisi_k=45, perplexity=15)
         rows.append([res[key] for key in ("ilisi", "kbet", "silhouette_batch", "graph_connectivity", "batch_probe", "mixing")])
     v = np.array(rows)
     assert np.all(np.diff(v, axis=0) > -0.02), v
@@ -315,24 +322,124 @@ def test_dose_response_offset_removal():
 
 
 def test_batch_mixing_scores_strata_weighting_and_skips():
-    X, batch, labels = partly_mixed(n=300)
+    X, batch, _ = partly_mixed(n=300)
     strata = np.array(["A"] * 180 + ["B"] * 100 + ["C"] * 20)
     batch = batch.copy()
     batch[280:] = 0  # stratum C has one batch: skipped
-    res = batch_mixing_scores(X, batch, labels, strata, ilisi_k=30, perplexity=10, kbet_k=20, gc_k=5)
+    res = batch_mixing_scores(X, batch, strata=strata, ilisi_k=30, perplexity=10, kbet_k=20, gc_k=5)
     assert res["n_strata"] == 2 and res["n_strata_skipped"] == 1
     a, b = slice(0, 180), slice(180, 280)
+    one_label = lambda s: np.zeros(s.stop - s.start)  # noqa: E731  within a stratum the label is the stratum
     want = {
         "ilisi": [ilisi(X[s], batch[s], k=30, perplexity=10) for s in (a, b)],
         "kbet": [kbet_acceptance(X[s], batch[s], k=20) for s in (a, b)],
-        "silhouette_batch": [silhouette_batch(X[s], batch[s], labels[s]) for s in (a, b)],
-        "graph_connectivity": [graph_connectivity(X[s], labels[s], k=5) for s in (a, b)],
+        "silhouette_batch": [silhouette_batch(X[s], batch[s], one_label(s)) for s in (a, b)],
+        "graph_connectivity": [graph_connectivity(X[s], one_label(s), k=5) for s in (a, b)],
         "batch_probe": [batch_probe(X[s], batch[s], np.arange(100 if s is b else 180)) for s in (a, b)],
     }
     for key, (va, vb) in want.items():
         assert res[key] == pytest.approx((180 * va + 100 * vb) / 280, abs=1e-12), key
-    assert res["mixing"] == pytest.approx(np.mean([res[k] for k in want]), abs=1e-12)
+    assert res["mixing"] == pytest.approx(np.mean([res[k] for k in COMPOSITE_KEYS]), abs=1e-12)
     assert all(0.0 <= res[k] <= 1.0 for k in want)
+
+
+# ----------------------------------------------------------------------------- label = cell type
+
+
+def replicate_islands():
+    """Two cell types, as held-out RxRx1: 2 experiments each, one well per siRNA per experiment.
+
+    Cell type A (40 wells): each experiment's 20 wells sit on 2 islands far from everything else
+    (12 + 8 wells of experiment 0, 11 + 9 of experiment 1), each island a line of unit-spaced
+    points, so with k = 3 the kNN graph has exactly these 4 components. siRNA i is well i of each
+    experiment. Cell type B (20 wells): one line whose wells alternate between the experiments:
+    one component. Returns X, batch, cell_type, sirna, the index of A's points.
+    """
+    step = np.ones(4) / 2.0  # unit length
+    pieces, batch = [], []
+    for island, (b, size) in enumerate([(0, 12), (0, 8), (1, 11), (1, 9)]):
+        pieces.append(100.0 * np.eye(4)[island] + np.arange(size)[:, None] * step)
+        batch += [b] * size
+    pieces.append(np.arange(20)[:, None] * step - 500.0)
+    batch += [0, 1] * 10
+    X = np.vstack(pieces)
+    cell_type = np.array(["A"] * 40 + ["B"] * 20)
+    sirna = np.r_[np.arange(20), np.arange(20), 100 + np.arange(20) // 2]
+    return X, np.array(batch), cell_type, sirna, np.arange(40)
+
+
+SMALL_K = dict(ilisi_k=6, perplexity=2, kbet_k=5, gc_k=3)
+
+
+def test_graph_connectivity_uses_the_cell_type_as_label():
+    X, batch, cell_type, sirna, a = replicate_islands()
+    res = batch_mixing_scores(X, batch, strata=cell_type, **SMALL_K)
+    # by hand: A's largest component is the 12-well island (12 / 40); B is one line (1); weights 40, 20
+    assert res["graph_connectivity"] == pytest.approx((40 * 12 / 40 + 20 * 1.0) / 60, abs=1e-12)
+    # the old label, the siRNA: in A each siRNA's two wells lie on islands of different experiments,
+    # never adjacent, so every siRNA scores 1/2, and the score cannot go below that
+    _, idx_a = ref_knn(X[a], 3)
+    assert ref_graph_connectivity(idx_a, sirna[a]) == 0.5
+    assert graph_connectivity(X[a], np.zeros(40), k=3) == pytest.approx(12 / 40, abs=1e-12)
+
+
+def test_silhouette_batch_uses_the_cell_type_as_label():
+    X, batch, _ = partly_mixed(n=300)
+    cell_type = np.array(["A"] * 180 + ["B"] * 120)
+    res = batch_mixing_scores(X, batch, strata=cell_type, ilisi_k=30, perplexity=10, kbet_k=20, gc_k=5)
+    # scib's scaled batch ASW with the stratum as the one label: mean over its points of 1 - |s_i|,
+    # s = sklearn's silhouette of the batch assignment; strata weighted by size
+    asw = {c: np.mean(1 - np.abs(silhouette_samples(X[cell_type == c], batch[cell_type == c]))) for c in "AB"}
+    assert res["silhouette_batch"] == pytest.approx((180 * asw["A"] + 120 * asw["B"]) / 300, abs=1e-6)
+
+
+def test_silhouette_batch_is_defined_on_replicate_pairs():
+    """One well per siRNA per experiment: within siRNA every point is its own batch, so the old
+    label left nothing to score (NaN); the cell type as label scores every well."""
+    X, batch, cell_type, sirna, a = replicate_islands()
+    assert math.isnan(silhouette_batch(X[a], batch[a], sirna[a]))
+    res = batch_mixing_scores(X, batch, strata=cell_type, **SMALL_K)
+    asw = [np.mean(1 - np.abs(silhouette_samples(X[cell_type == c], batch[cell_type == c]))) for c in "AB"]
+    assert res["silhouette_batch"] == pytest.approx((40 * asw[0] + 20 * asw[1]) / 60, abs=1e-6)
+
+
+def test_mixing_is_the_mean_of_the_composite_scores():
+    assert COMPOSITE_KEYS == ("ilisi", "kbet", "graph_connectivity", "batch_probe")
+    assert set(SCORE_KEYS) == {*COMPOSITE_KEYS, "silhouette_batch"}
+    X, batch, _ = partly_mixed(n=150)  # one cell type, 3 batches
+    n, seed, n_splits = len(X), 0, 5
+    res = batch_mixing_scores(X, batch, strata=np.zeros(n), ilisi_k=30, perplexity=10, kbet_k=20, gc_k=5,
+                              n_splits=n_splits, seed=seed)
+    # each score from the slow references (one label: the cell type) and the sklearn probe pipeline
+    dist, idx = ref_knn(X, 30)
+    cv = GroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    pred = cross_val_predict(make_pipeline(StandardScaler(), LogisticRegression(max_iter=200)), X, batch,
+                             groups=np.arange(n), cv=cv)
+    want = {
+        "ilisi": (np.median(ref_lisi(dist, idx, batch, perplexity=10)) - 1) / 2,
+        "kbet": ref_kbet(idx[:, :20], batch, 0.05),
+        "graph_connectivity": ref_graph_connectivity(idx[:, :5], np.zeros(n)),
+        "batch_probe": 1 - max(0.0, balanced_accuracy_score(batch, pred, adjusted=True)),
+    }
+    asw = np.mean(1 - np.abs(silhouette_samples(X, batch)))
+    for key, value in want.items():
+        assert res[key] == pytest.approx(value, abs=1e-6), key
+    assert res["mixing"] == pytest.approx(np.mean(list(want.values())), abs=1e-6)
+    # silhouette is reported, not averaged in: here it would move the composite
+    assert res["silhouette_batch"] == pytest.approx(asw, abs=1e-6)
+    assert abs(np.mean([*want.values(), asw]) - res["mixing"]) > 0.02
+
+
+def test_batch_asw_scores_a_far_batch_as_mixed_when_two_overlap():
+    """The reason silhouette left the composite (scores.py): b_i is the nearest other batch only.
+    Batches 0 and 1 share one cloud, batch 2 lies 50 sd away: 0 and 1 score 1 - |s| ~ 1, so the
+    batch ASW is ~2/3 although batch 2 is not mixed at all; kBET rejects every neighbourhood."""
+    rng = np.random.default_rng(3)
+    batch = np.repeat([0, 1, 2], 30)
+    X = rng.normal(size=(90, 8)) + 50.0 * (batch == 2)[:, None] * np.eye(8)[0]
+    res = batch_mixing_scores(X, batch, strata=np.zeros(90), ilisi_k=20, perplexity=6, kbet_k=15, gc_k=5)
+    assert 0.6 < res["silhouette_batch"] < 2 / 3 + 1e-9
+    assert res["kbet"] == 0.0 and res["mixing"] < 0.4
 
 
 # ----------------------------------------------------------------------------- validation
@@ -359,9 +466,9 @@ def _base():
         (lambda X, b, l: graph_connectivity(X, l, k=2.5), "k"),
         (lambda X, b, l: batch_probe(X, b, np.arange(60) % 3), "groups"),
         (lambda X, b, l: batch_probe(X, b, np.arange(60), n_splits=1), "n_splits"),
-        (lambda X, b, l: batch_mixing_scores(X, b, l, np.arange(60) % 2, ilisi_k=45, perplexity=10), "ilisi_k"),
-        (lambda X, b, l: batch_mixing_scores(X, b, l, np.zeros(59)), "strata"),
-        (lambda X, b, l: batch_mixing_scores(X, np.arange(60) % 2, l, np.arange(60) % 2), "strata"),
+        (lambda X, b, l: batch_mixing_scores(X, b, strata=np.arange(60) % 2, ilisi_k=45, perplexity=10), "ilisi_k"),
+        (lambda X, b, l: batch_mixing_scores(X, b, strata=np.zeros(59)), "strata"),
+        (lambda X, b, l: batch_mixing_scores(X, np.arange(60) % 2, strata=np.arange(60) % 2), "strata"),
     ],
 )
 def test_validation_errors_name_the_argument(call, name):
@@ -370,11 +477,18 @@ def test_validation_errors_name_the_argument(call, name):
         call(X, batch, labels)
 
 
+def test_the_old_positional_labels_form_fails():
+    """(X, batch, labels, strata) was the old call; a siRNA passed there must not be taken silently."""
+    X, batch, labels = _base()
+    with pytest.raises(TypeError):
+        batch_mixing_scores(X, batch, labels, np.zeros(60))
+
+
 def test_thread_settings_are_restored():
     import torch
     from threadpoolctl import threadpool_info
 
     before = (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()])
     X, batch, labels = partly_mixed()
-    batch_mixing_scores(X, batch, labels, np.zeros(len(X)), ilisi_k=30, perplexity=10)
+    batch_mixing_scores(X, batch, strata=np.zeros(len(X)), ilisi_k=30, perplexity=10)
     assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]) == before

@@ -11,8 +11,10 @@ always from the same batch, so a kNN mixing score punishes an embedding for the 
 should have. On profiles each well is one point and that artefact is gone.
 
     well_mixing_scores    batch_mixing_scores (metrics/mixing/scores.py) on one split's profiles:
-                          batch = experiment, labels = siRNA, strata = cell type, each profile its
-                          own CV group, neighbour counts from :func:`mixing_k`.
+                          batch = experiment, strata = cell type (also the label of the batch
+                          silhouette and graph connectivity, as scib), each profile its own CV
+                          group, neighbour counts from :func:`mixing_k`; ``mixing`` = the mean of
+                          mixing.COMPOSITE_KEYS.
 
 Neighbour counts (:func:`mixing_k`), from n_min = the profile count of the smallest scored stratum
 (a cell type with >= 2 experiments in the split), q = n_min // 4:
@@ -131,8 +133,9 @@ def mixing_k(n_min: int) -> dict:
 def well_mixing_scores(frame: pd.DataFrame, split: str = "heldout_val", *, seed: int = 0) -> dict[str, float | str]:
     """Batch mixing of one split's well profiles (module doc).
 
-    Returns ``mixing``, ``mixing/<score>`` for each of mixing.SCORE_KEYS, the MIXING_PARAMETER_KEYS
-    (k's and perplexity used; ``mixing/n_profiles`` = profiles in the scored strata, an int), and
+    Returns ``mixing`` (mean of mixing.COMPOSITE_KEYS), ``mixing/<score>`` for each of
+    mixing.SCORE_KEYS, the MIXING_PARAMETER_KEYS (k's and perplexity used;
+    ``mixing/n_profiles`` = profiles in the scored strata, an int), and
     ``mixing_note`` when something was not scored: NaN scores when no cell type has 2 or more
     experiments or the smallest such cell type has too few profiles for mixing_k; a note only
     when some cell types (with one experiment) were skipped.
@@ -155,8 +158,8 @@ def well_mixing_scores(frame: pd.DataFrame, split: str = "heldout_val", *, seed:
                 "mixing_note": f"{split}: cell type {sizes.idxmin()!r} has too few well profiles to mix ({e})"}
     try:
         scores = batch_mixing_scores(
-            stack(wells["embedding"]), wells["experiment"].to_numpy(), wells["label"].to_numpy(),
-            wells["cell_type"].to_numpy(), groups=None, ilisi_k=k["k_ilisi"], perplexity=k["perplexity"],
+            stack(wells["embedding"]), wells["experiment"].to_numpy(), strata=wells["cell_type"].to_numpy(),
+            groups=None, ilisi_k=k["k_ilisi"], perplexity=k["perplexity"],
             kbet_k=k["k_kbet"], gc_k=k["k_graph"], n_splits=max(2, min(5, int(sizes.min()))), seed=seed)
     except ValueError as e:  # e.g. non-finite embeddings
         return {**nan, "mixing/n_profiles": n_scored, "mixing_note": f"{split}: {e}"}

@@ -8,7 +8,18 @@ One concern a file, each with its formula and reference in the module docstring:
 - ``silhouette.silhouette_batch``       batch ASW within labels (scib, scale=True)
 - ``graph_connectivity.graph_connectivity``  largest-component share per label (scib)
 - ``probe.batch_probe``                 1 - chance-corrected balanced accuracy of a grouped-CV probe
-- ``scores.batch_mixing_scores``        all of the above within strata, size-weighted, + ``mixing``
+- ``scores.batch_mixing_scores``        all of the above within strata (cell types), size-weighted,
+                                        + ``mixing``
+
+The composite, defined here and in ``scores.py`` only (other code refers to these constants):
+
+    mixing = mean of COMPOSITE_KEYS = (ilisi, kbet, graph_connectivity, batch_probe)
+
+each computed within cell type and averaged over cell types by size. ``silhouette_batch`` is in
+SCORE_KEYS (computed and reported) but not in the composite: silhouette assumes compact,
+spherical clusters and compares each point with the nearest other batch only, so it can score
+partly integrated or nested batches as mixed (Rautenstrauch & Ohler, Nat Biotechnol 2025;
+``scores.py`` says more). The label of the label-aware scores is the cell type, as in scib.
 
 The ``*_knn`` variants take a precomputed neighbour table so one kNN serves several metrics.
 """
@@ -18,10 +29,11 @@ from .kbet import kbet_acceptance, kbet_knn
 from .lisi import ilisi, ilisi_knn, lisi_knn
 from .neighbors import knn
 from .probe import batch_probe
-from .scores import SCORE_KEYS, batch_mixing_scores
+from .scores import COMPOSITE_KEYS, SCORE_KEYS, batch_mixing_scores
 from .silhouette import silhouette_batch, silhouette_samples
 
 __all__ = [
+    "COMPOSITE_KEYS",
     "SCORE_KEYS",
     "batch_mixing_scores",
     "batch_probe",

@@ -15,6 +15,12 @@ distance graph would silently drop) stay connected. Labels are weighted equally;
 single point scores 1. Batch labels do not enter: this score reacts to how the embedding is laid
 out (batch effects that split a label into separate islands), not to a shuffle of batch labels.
 Its floor for a label split evenly over B separated batches is about 1/B, not 0.
+
+The label is the cell type, as in scib: ``batch_mixing_scores`` calls this within one cell type
+with a single label, so there gc is the share of the stratum's points in the largest component
+of the stratum's kNN graph. With the siRNA as label on well profiles (one well per experiment)
+and two experiments, gc_l would only ask whether the two replicate wells are adjacent, and could
+not fall below 1/2.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ def graph_connectivity(X: np.ndarray, labels: np.ndarray, k: int = 15) -> float:
 
     Args:
         X: (n, d) finite float embedding.
-        labels: (n,) labels (e.g. cell type or siRNA).
+        labels: (n,) labels (the cell type, as scib).
         k: neighbours per point (self excluded), ``k < n``.
 
     Returns:

@@ -13,7 +13,10 @@ What we follow: scib's ``silhouette_batch(..., scale=True)`` and scib-metrics' `
 mean per label, unweighted mean over labels. As there, a label is skipped when its points come
 from a single batch or when every point has its own batch (silhouette undefined); if every label is
 skipped the result is NaN (scib would fail on an empty concat). Labels are thus weighted equally,
-whatever their size.
+whatever their size. The label is the cell type, as in scib: ``batch_mixing_scores`` calls this
+within one cell type with a single label, so there asw is the mean of 1 - |s_i| over the stratum.
+A label with one point per batch (a treatment siRNA's wells across experiments) is always
+skipped, which is why the siRNA is not used as the label.
 
 Cost: sum_l |I_l|^2 d (float64 Gram-trick distances in row blocks, never the full matrix).
 """
@@ -73,7 +76,7 @@ def silhouette_batch(X: np.ndarray, batch: np.ndarray, labels: np.ndarray) -> fl
     Args:
         X: (n, d) finite float embedding.
         batch: (n,) batch labels, at least 2 distinct overall.
-        labels: (n,) biological labels (e.g. cell type, siRNA); the silhouette is taken within each.
+        labels: (n,) biological labels (the cell type, as scib); the silhouette is taken within each.
 
     Returns:
         Float in [0, 1], or NaN when no label holds points of 2+ batches.
