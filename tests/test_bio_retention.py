@@ -345,7 +345,7 @@ def _clusters(seed, n_labels=8, per=6, n_exp=3, d=5, noise=0.0):
 @pytest.mark.parametrize("seed", range(3))
 def test_retrieval_matches_reference(metric, seed):
     X, labels, experiment = _clusters(seed, noise=4.0)
-    got, ref = replicate_retrieval(X, labels, experiment, metric), ref_retrieval(X, labels, experiment, metric)
+    got, ref = replicate_retrieval(X, labels, experiment, metric=metric), ref_retrieval(X, labels, experiment, metric)
     assert got["n_queries"] == ref["n_queries"] and got["n_skipped"] == ref["n_skipped"]
     assert got["map"] == pytest.approx(ref["map"], abs=1e-12)
     assert got["chance"] == pytest.approx(ref["chance"], abs=1e-12)
@@ -357,12 +357,12 @@ def test_retrieval_ties_broken_against_the_query():
     rng = np.random.default_rng(0)
     X = rng.integers(0, 2, size=(40, 3)).astype(np.float64)
     labels, experiment = rng.integers(0, 4, 40), rng.integers(0, 3, 40)
-    got = replicate_retrieval(X, labels, experiment, "euclidean")
+    got = replicate_retrieval(X, labels, experiment, metric="euclidean")
     assert got["map"] == pytest.approx(ref_retrieval(X, labels, experiment, "euclidean")["map"], abs=1e-12)
     collapsed = np.ones((60, 4))
     labels, experiment = np.arange(60) % 5, np.arange(60) // 20  # sorted: any index order would show
     for metric in ("cosine", "euclidean"):
-        got = replicate_retrieval(collapsed, labels, experiment, metric)
+        got = replicate_retrieval(collapsed, labels, experiment, metric=metric)
         assert got["map"] == pytest.approx(ref_retrieval(collapsed, labels, experiment, metric)["map"], abs=1e-12)
         assert got["map"] <= got["chance"]
         order = rng.permutation(60)

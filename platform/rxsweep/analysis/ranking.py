@@ -2,8 +2,9 @@
 
 One row a trial: id, status, method, the searched hyperparameters, held-out validation accuracy
 on treatment wells (top-1, top-5, plate-constrained; the RxRx1 competition's accuracy), replicate
-retrieval mAP, every well-level batch-mixing score and their mean `mixing`, Pareto-front
-membership on (heldout_val_acc, mixing), and the aggregate rank (rxsweep.metrics.ranks). Below
+retrieval of the treatment wells (mAP and the fraction of siRNAs retrieved), every well-level
+batch-mixing score and their mean `mixing`, Pareto-front membership on (heldout_val_acc, mixing),
+and the aggregate rank (rxsweep.metrics.ranks). Below
 the trials' rows come the reference rows (reference_rows.py): each completed ERM trial followed by
 sphering or Harmony, and the hand-made-features baseline, listed after the trials and never
 ranked among them (they are yardsticks, not candidates):
@@ -39,7 +40,10 @@ RANK_ON = ("heldout_val_acc", "mixing")
 FORMATS = ("table", "csv", "json", "markdown")
 #: Columns of trials that drew their epochs by adaptive resampling (rxsweep.training.resampler).
 AR_KEYS = ("resampling", "ar_ess", "ar_max_weight")
-RETENTION = ("heldout_val_top5", "heldout_val_plate_acc", "heldout_val_replicate_map")
+#: Biology retention (rxsweep.metrics.embedding_scores.retention_scores); the share of siRNAs
+#: retrieved beside the replicate mAP, as JUMP reports them.
+RETENTION = ("heldout_val_top5", "heldout_val_plate_acc", "heldout_val_replicate_map",
+             "heldout_val_retrieved_fraction")
 
 
 def rank_sweep(sweep: Sweep | str | Path, retention: bool = True) -> pd.DataFrame:

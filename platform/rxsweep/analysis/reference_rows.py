@@ -2,12 +2,13 @@
 
     <trial> + sphering   a completed ERM trial's held-out validation well profiles whitened on
     <trial> + Harmony    each experiment's control wells, or corrected by Harmony
-                         (rxsweep.metrics.posthoc): batch mixing and replicate mAP are scored
+                         (rxsweep.metrics.posthoc): batch mixing and replicate retrieval
+                         (replicate_map, retrieved_fraction, replicate_chance) are scored
                          again on the corrected profiles; accuracy is the trial's own (a post-hoc
                          correction of the embedding does not change the classifier's predictions)
     features + LR        the hand-made-features baseline (rxsweep.training.features_baseline):
-                         accuracy of its predictions, mixing and replicate mAP of its standardised
-                         features' well profiles
+                         accuracy of its predictions, mixing and replicate retrieval of its
+                         standardised features' well profiles
 
 They follow the trials in the table (status `post-hoc` or `baseline`, never ranked among the
 trials), so it shows at once whether a DANN beats ERM followed by a standard correction, and
@@ -21,15 +22,17 @@ import math
 import pandas as pd
 
 from rxsweep.analysis.sweep_folder import Sweep
-from rxsweep.metrics.embedding_scores import mixing_scores, prediction_accuracies, read_embeddings
+from rxsweep.metrics.embedding_scores import (mixing_scores, prediction_accuracies, read_embeddings,
+                                              replicate_scores)
 from rxsweep.metrics.posthoc import corrected_profiles
-from rxsweep.metrics.replicate_retrieval import replicate_retrieval
-from rxsweep.metrics.well_profiles import stack, well_profiles
+from rxsweep.metrics.well_profiles import well_profiles
 
 SPLIT = "heldout_val"
 REFERENCE_STATUSES = ("post-hoc", "baseline")
 CORRECTIONS = {"sphering": "sphering", "harmony": "Harmony"}
 FEATURES = "features + LR"
+#: The replicate-retrieval columns a reference row scores on its own profiles.
+REPLICATE_KEYS = tuple(f"{SPLIT}_{k}" for k in ("replicate_map", "retrieved_fraction", "replicate_chance"))
 
 
 def posthoc_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:
@@ -47,7 +50,9 @@ def posthoc_rows(sweep: Sweep, rows: list[dict]) -> list[dict]:
             try:
                 row.update(_profile_scores(corrected_profiles(wells, name)))
             except ValueError as exc:  # e.g. an experiment with too few control wells to sphere
-                row.update({k: math.nan for k in row if k.startswith("mixing")}, error=f"{name}: {exc}")
+                # NaN, not the ERM trial's own numbers copied above: they would pass for corrected ones
+                row.update({k: math.nan for k in row if k.startswith("mixing") or k in REPLICATE_KEYS},
+                           error=f"{name}: {exc}")
             out.append(row)
     return out
 
@@ -65,9 +70,8 @@ def features_row(sweep: Sweep) -> dict | None:
 
 
 def _profile_scores(wells: pd.DataFrame) -> dict:
-    """Mixing and replicate mAP of held-out validation well profiles (one row a well)."""
+    """Mixing and replicate retrieval (REPLICATE_KEYS, as retention_scores computes them for a
+    trial) of held-out validation well profiles (one row a well)."""
     scores = {k: v for k, v in mixing_scores(wells, SPLIT).items() if k != "mixing_note"}
-    if wells["experiment"].nunique() >= 2:
-        scores[f"{SPLIT}_replicate_map"] = replicate_retrieval(
-            stack(wells["embedding"]), wells["label"].to_numpy(), wells["experiment"].to_numpy())["map"]
+    scores.update(replicate_scores(wells, SPLIT))
     return scores

@@ -2,8 +2,10 @@
 
     mixing, mixing/<score>   batch_mixing_scores of one split's *well profiles* (mean of a well's
                              sites; well_profiles.py says why and how the neighbour counts follow
-                             the stratum size): batch = experiment, labels = siRNA, strata = cell
-                             type (experiments of different cell types are not expected to mix).
+                             the stratum size): batch = experiment, strata = cell type
+                             (experiments of different cell types are not expected to mix; the cell
+                             type is also the label of the label-aware scores, as scib); ``mixing``
+                             = mean of mixing.COMPOSITE_KEYS (silhouette_batch reported, not in it).
                              Scored within cell types that have >= 2 experiments in the split; NaN
                              when none has (a split with one experiment a cell type cannot show
                              mixing) or when the smallest has fewer than 12 well profiles.
@@ -30,7 +32,8 @@ from .well_profiles import MIXING_PARAMETER_KEYS, stack, well_mixing_scores, wel
 
 MIXING_KEYS = ("mixing", *(f"mixing/{k}" for k in SCORE_KEYS))
 __all__ = ["MIXING_KEYS", "MIXING_PARAMETER_KEYS", "epoch_scores", "mixing_scores", "plate_design",
-           "prediction_accuracies", "read_embeddings", "retention_scores", "stack", "cell_type_scores"]
+           "prediction_accuracies", "read_embeddings", "replicate_scores", "retention_scores", "stack",
+           "cell_type_scores"]
 
 
 def read_embeddings(path: str | Path) -> pd.DataFrame:
@@ -79,8 +82,13 @@ def retention_scores(frame: pd.DataFrame, design: pd.DataFrame, split: str = "he
         {split}_acc_controls   top-1 over control sites (positive and negative)
         {split}_plate_acc      plate-constrained accuracy over treatment sites (uses the plate
                                design: report it apart; its ``plate_acc``)
-        {split}_replicate_map  cross-experiment replicate retrieval mAP of well profiles
-        {split}_replicate_chance   (well_profiles(), every well), and its chance level
+        {split}_replicate_map          replicate mAP of well profiles (well_profiles()):
+                                       treatment wells query, wells of other experiments
+                                       (controls included) are the candidates
+        {split}_retrieved_fraction     share of its treatment siRNAs whose BH-corrected
+                                       permutation p-value is < 0.05 (copairs)
+        {split}_replicate_chance       the mAP of a random ranking of the same queries
+                                       (replicate_retrieval.replicate_map has the formulas)
 
     A figure with no rows to score (no control sites, one experiment for retrieval) is NaN.
 
@@ -88,7 +96,6 @@ def retention_scores(frame: pd.DataFrame, design: pd.DataFrame, split: str = "he
     groups and the control labels are read (the training plates, see plate_design()).
     """
     from .plate_constrained import infer_plate_groups, plate_constrained_accuracy
-    from .replicate_retrieval import replicate_retrieval
     from .topk import topk_accuracy
 
     rows = frame[frame["split"] == split]
@@ -113,23 +120,31 @@ def retention_scores(frame: pd.DataFrame, design: pd.DataFrame, split: str = "he
         out[f"{split}_plate_acc"] = plate["plate_acc"]  # treatment sites only
     else:
         out[f"{split}_plate_acc"] = math.nan
-    wells = well_profiles(rows)
-    if wells["experiment"].nunique() >= 2:
-        retrieval = replicate_retrieval(stack(wells["embedding"]), wells["label"].to_numpy(),
-                                        wells["experiment"].to_numpy())
-        out[f"{split}_replicate_map"] = retrieval["map"]
-        out[f"{split}_replicate_chance"] = retrieval["chance"]
-    else:
-        out[f"{split}_replicate_map"] = out[f"{split}_replicate_chance"] = math.nan
+    out.update(replicate_scores(well_profiles(rows), split))
     return out
+
+
+def replicate_scores(wells: pd.DataFrame, split: str = "heldout_val") -> dict[str, float]:
+    """``{split}_replicate_map``, ``{split}_retrieved_fraction`` and ``{split}_replicate_chance``
+    of one split's well profiles (a well_profiles() frame; retention_scores says what they are);
+    NaN with fewer than 2 experiments or no treatment well with a replicate in another one."""
+    from .replicate_retrieval import replicate_map
+
+    scores = {"map": math.nan, "retrieved_fraction": math.nan, "chance": math.nan}
+    if wells["experiment"].nunique() >= 2:
+        scores = replicate_map(stack(wells["embedding"]), wells["label"].to_numpy(), wells["experiment"].to_numpy(),
+                               wells["well_type"].to_numpy())
+    return {f"{split}_replicate_map": scores["map"], f"{split}_retrieved_fraction": scores["retrieved_fraction"],
+            f"{split}_replicate_chance": scores["chance"]}
 
 
 def cell_type_scores(frame: pd.DataFrame, split: str = "heldout_val") -> pd.DataFrame:
     """One row a cell type of one split: ``acc`` (top-1 of its treatment sites, from the stored
     ``prediction``), ``replicate_map`` and ``replicate_chance`` (replicate retrieval of its well
-    profiles across its experiments; NaN with one experiment), ``wells``, ``experiments``.
+    profiles across its experiments, treatment wells as queries, as retention_scores; NaN with
+    one experiment), ``wells``, ``experiments``.
     Does a method help a cell type that training saw little of? (adaptive resampling's question)"""
-    from .replicate_retrieval import replicate_retrieval
+    from .replicate_retrieval import TREATMENT, replicate_retrieval
 
     rows = frame[frame["split"] == split]
     out = []
@@ -139,7 +154,8 @@ def cell_type_scores(frame: pd.DataFrame, split: str = "heldout_val") -> pd.Data
         retrieval = {"map": math.nan, "chance": math.nan}
         if wells["experiment"].nunique() >= 2:
             retrieval = replicate_retrieval(stack(wells["embedding"]), wells["label"].to_numpy(),
-                                            wells["experiment"].to_numpy())
+                                            wells["experiment"].to_numpy(),
+                                            queries=(wells["well_type"] == TREATMENT).to_numpy())
         out.append({"cell_type": cell_type, "acc": _hit_rate(treat), "replicate_map": retrieval["map"],
                     "replicate_chance": retrieval["chance"], "wells": len(wells),
                     "experiments": int(sites["experiment"].nunique())})
