@@ -145,8 +145,10 @@ def separated(n=400, d=8, n_batches=4, gap=60.0, seed=0):
 # ----------------------------------------------------------------------------- kNN
 
 
+@pytest.mark.parametrize("direct_cells", [0, 1 << 22], ids=["screen", "direct"])
 @pytest.mark.parametrize("case", ["gaussian", "duplicates", "grid_ties", "k_near_n"])
-def test_knn_matches_brute_force(case):
+def test_knn_matches_brute_force(case, direct_cells, monkeypatch):
+    monkeypatch.setattr(neighbors_mod, "_DIRECT_CELLS", direct_cells)  # both paths: the screen and small inputs
     rng = np.random.default_rng(1)
     if case == "gaussian":
         X, k = rng.normal(size=(150, 6)), 20
@@ -165,6 +167,7 @@ def test_knn_matches_brute_force(case):
 
 def test_knn_float32_screen_is_certified_or_redone(monkeypatch):
     """Heavy ties defeat the float32 screen's certificate; those rows must be redone exactly."""
+    monkeypatch.setattr(neighbors_mod, "_DIRECT_CELLS", 0)  # the screen, not the small-input path
     calls = []
     real = neighbors_mod._redo_rows
     monkeypatch.setattr(neighbors_mod, "_redo_rows", lambda rows, *a: (calls.append(len(rows)), real(rows, *a)))
@@ -177,7 +180,9 @@ def test_knn_float32_screen_is_certified_or_redone(monkeypatch):
     np.testing.assert_array_equal(knn(X, 3)[1], idx[:, :3])
 
 
-def test_knn_extreme_scales():
+@pytest.mark.parametrize("direct_cells", [0, 1 << 22], ids=["screen", "direct"])
+def test_knn_extreme_scales(monkeypatch, direct_cells):
+    monkeypatch.setattr(neighbors_mod, "_DIRECT_CELLS", direct_cells)
     rng = np.random.default_rng(2)
     X = rng.normal(size=(60, 4))
     for s in (1e-150, 1e150):
@@ -492,3 +497,43 @@ def test_thread_settings_are_restored():
     X, batch, labels = partly_mixed()
     batch_mixing_scores(X, batch, strata=np.zeros(len(X)), ilisi_k=30, perplexity=10)
     assert (torch.get_num_threads(), [p["num_threads"] for p in threadpool_info()]) == before
+
+
+@pytest.mark.parametrize("n, d", [(58, 128), (200, 16)], ids=["fewer_wells_than_dims", "more_wells"])
+def test_probe_solver_finds_sklearns_optimum(n, d):
+    """The two-batch probe's Newton solve is sklearn's LogisticRegression (C = 1, unpenalised
+    intercept) run to convergence: same coefficients to 1e-5, same decisions."""
+    from rxsweep.metrics.mixing.probe import _binary_logistic
+
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, d))
+    positive = rng.random(n) < 0.4
+    X[positive] += 0.4
+    w, b = _binary_logistic(X, positive)
+    reference = LogisticRegression(C=1.0, tol=1e-12, max_iter=100_000).fit(X, positive)
+    np.testing.assert_allclose(w, reference.coef_[0], atol=1e-5)
+    assert b == pytest.approx(reference.intercept_[0], abs=1e-5)
+    np.testing.assert_array_equal(X @ w + b > 0, reference.predict(X))
+
+
+def test_copies_of_a_unit_are_not_each_others_neighbours():
+    """A bootstrap resample repeats wells: with ``units``, a copy is never its original's
+    neighbour, and the scores equal those computed by hand from a kNN that skips same-unit points."""
+    rng = np.random.default_rng(4)
+    base = rng.normal(size=(40, 5)) + np.repeat([[0.0] * 5, [1.5] * 5], 20, axis=0)
+    batch_of = np.repeat([0, 1], 20)
+    rows = rng.integers(0, 40, size=40)  # a resample with repeats
+    X, batch = base[rows], batch_of[rows]
+    from rxsweep.metrics.mixing import kbet_knn
+    from rxsweep.metrics.mixing.scores import _knn_of_units
+
+    dist, idx = _knn_of_units(X, rows, 6)
+    d2 = ((X[:, None] - X[None]) ** 2).sum(-1)
+    d2[rows[:, None] == rows[None, :]] = np.inf  # self and copies excluded
+    expected = np.argsort(d2, axis=1, kind="stable")[:, :6]
+    np.testing.assert_array_equal(idx, expected)
+    assert not (rows[idx] == rows[:, None]).any()
+    got = batch_mixing_scores(X, batch, strata=np.zeros(40), units=rows, ilisi_k=6, perplexity=2.0, kbet_k=6,
+                              gc_k=6, n_splits=2, keys=("kbet",))
+    assert got["kbet"] == pytest.approx(kbet_knn(expected, batch, 0.05))
+    assert math.isnan(got["ilisi"]) and got["mixing"] == got["kbet"]  # only the keys asked for

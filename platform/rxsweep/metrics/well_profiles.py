@@ -44,7 +44,7 @@ import numbers
 import numpy as np
 import pandas as pd
 
-__all__ = ["MIXING_PARAMETER_KEYS", "MIN_NEIGHBOURS", "WELL_COLUMNS", "mixing_k", "stack",
+__all__ = ["MIXING_PARAMETER_KEYS", "MIN_NEIGHBOURS", "WELL_COLUMNS", "mixing_k", "mixing_parameters", "stack",
            "well_mixing_scores", "well_profiles"]
 
 #: Per-well columns kept by well_profiles (constant over a well's sites; checked).
@@ -130,6 +130,22 @@ def mixing_k(n_min: int) -> dict:
             "k_graph": k["k_graph"]}
 
 
+def mixing_parameters(wells: pd.DataFrame) -> dict:
+    """The neighbour counts and probe folds of well profiles ``wells`` (module doc), from the
+    smallest cell type with 2 or more experiments: {"k_ilisi", "perplexity", "k_kbet", "k_graph",
+    "n_splits", "n_profiles"}. Raises ValueError (the note to report) when nothing can be scored."""
+    per_type = wells.groupby("cell_type")["experiment"].nunique()
+    scored_types = per_type.index[per_type >= 2]
+    if wells.empty or scored_types.empty:
+        raise ValueError("no cell type has 2 or more experiments to mix")
+    sizes = wells["cell_type"].value_counts().loc[scored_types]
+    try:
+        k = mixing_k(int(sizes.min()))
+    except ValueError as e:
+        raise ValueError(f"cell type {sizes.idxmin()!r} has too few well profiles to mix ({e})") from None
+    return {**k, "n_splits": max(2, min(5, int(sizes.min()))), "n_profiles": int(sizes.sum())}
+
+
 def well_mixing_scores(frame: pd.DataFrame, split: str = "heldout_val", *, seed: int = 0) -> dict[str, float | str]:
     """Batch mixing of one split's well profiles (module doc).
 
@@ -145,28 +161,23 @@ def well_mixing_scores(frame: pd.DataFrame, split: str = "heldout_val", *, seed:
     nan = {"mixing": math.nan, **{f"mixing/{k}": math.nan for k in SCORE_KEYS},
            **{k: math.nan for k in MIXING_PARAMETER_KEYS}, "mixing/n_profiles": 0}
     wells = well_profiles(frame, split)
-    per_type = wells.groupby("cell_type")["experiment"].nunique()
-    scored_types = per_type.index[per_type >= 2]
-    if wells.empty or scored_types.empty:
-        return {**nan, "mixing_note": f"{split}: no cell type has 2 or more experiments to mix"}
-    sizes = wells["cell_type"].value_counts().loc[scored_types]
-    n_scored = int(sizes.sum())
     try:
-        k = mixing_k(int(sizes.min()))
+        k = mixing_parameters(wells)
     except ValueError as e:
-        return {**nan, "mixing/n_profiles": n_scored,
-                "mixing_note": f"{split}: cell type {sizes.idxmin()!r} has too few well profiles to mix ({e})"}
+        per_type = wells.groupby("cell_type")["experiment"].nunique()
+        n_scored = int(wells["cell_type"].isin(per_type.index[per_type >= 2]).sum()) if not wells.empty else 0
+        return {**nan, "mixing/n_profiles": n_scored, "mixing_note": f"{split}: {e}"}
     try:
         scores = batch_mixing_scores(
             stack(wells["embedding"]), wells["experiment"].to_numpy(), strata=wells["cell_type"].to_numpy(),
             groups=None, ilisi_k=k["k_ilisi"], perplexity=k["perplexity"],
-            kbet_k=k["k_kbet"], gc_k=k["k_graph"], n_splits=max(2, min(5, int(sizes.min()))), seed=seed)
+            kbet_k=k["k_kbet"], gc_k=k["k_graph"], n_splits=k["n_splits"], seed=seed)
     except ValueError as e:  # e.g. non-finite embeddings
-        return {**nan, "mixing/n_profiles": n_scored, "mixing_note": f"{split}: {e}"}
+        return {**nan, "mixing/n_profiles": k["n_profiles"], "mixing_note": f"{split}: {e}"}
     out: dict[str, float | str] = {"mixing": scores["mixing"]}
     out.update({f"mixing/{key}": scores[key] for key in SCORE_KEYS})
     out.update({"mixing/k_ilisi": k["k_ilisi"], "mixing/perplexity": k["perplexity"],
-                "mixing/k_kbet": k["k_kbet"], "mixing/k_graph": k["k_graph"], "mixing/n_profiles": n_scored})
+                "mixing/k_kbet": k["k_kbet"], "mixing/k_graph": k["k_graph"], "mixing/n_profiles": k["n_profiles"]})
     if scores["n_strata_skipped"]:
         out["mixing_note"] = (f"{split}: {scores['n_strata_skipped']} cell type(s) with one experiment "
                               "not scored")

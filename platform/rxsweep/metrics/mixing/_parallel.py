@@ -15,7 +15,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import torch
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
+
+_controller: ThreadpoolController | None = None
+
+
+def _blas_controller() -> ThreadpoolController:
+    """One ThreadpoolController a process: building one scans every loaded library (/proc maps,
+    ~4 ms), which was most of a small kNN's time when the verdict's bootstrap called this per
+    stratum thousands of times."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -31,7 +43,7 @@ def map_blocks(fn: Callable[[T], R], items: Iterable[T], workers: int | None = N
     items = list(items)
     saved = torch.get_num_threads()
     workers = max(1, min(saved if workers is None else workers, len(items)))
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas_controller().limit(limits=1, user_api="blas"):
         if workers == 1:  # one item (or one thread allowed): torch keeps its intra-op threads
             return [fn(item) for item in items]
         try:

@@ -117,6 +117,20 @@ def _weighted_means(per_stratum: dict[str, list[float]], sizes: list[int]) -> di
     return out
 
 
+def _knn_of_units(X: np.ndarray, units: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """knn(X, k) where a point's copies (same unit) are not its neighbours: the exact kNN with
+    room for them, then each row without its own unit's points, first k kept."""
+    _, codes, counts = np.unique(units, return_inverse=True, return_counts=True)
+    extra = int(counts.max()) - 1
+    if extra == 0:
+        return knn(X, k)
+    check_k(k + extra, X.shape[0], "k plus the most copies of one point")
+    dist, idx = knn(X, k + extra)
+    keep = codes.reshape(-1)[idx] != codes.reshape(-1)[:, None]
+    order = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept neighbours first, in kNN order
+    return np.take_along_axis(dist, order, axis=1), np.take_along_axis(idx, order, axis=1)
+
+
 def _composite(scores: dict[str, float]) -> float:
     """``mixing``: the mean of the finite COMPOSITE_KEYS scores (NaN when none is finite)."""
     finite = [scores[key] for key in COMPOSITE_KEYS if not np.isnan(scores[key])]
@@ -136,6 +150,8 @@ def batch_mixing_scores(
     gc_k: int = 15,
     n_splits: int = 5,
     seed: int = 0,
+    units: np.ndarray | None = None,
+    keys: tuple[str, ...] = SCORE_KEYS,
     timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """Batch-mixing scores within strata, size-weighted over strata (see the module docstring).
@@ -149,6 +165,12 @@ def batch_mixing_scores(
         groups: (n,) CV groups for the batch probe (e.g. well ids); None = every point its own.
         ilisi_k, perplexity: iLISI neighbours and perplexity. kbet_k, alpha: kBET.
         gc_k: graph-connectivity neighbours. n_splits, seed: the batch probe's GroupKFold.
+        units: (n,) for a bootstrap resample with repeated rows: points with the same value are
+            copies of one well. A copy is never its original's neighbour (at distance 0, from the
+            same batch, it would read as a batch effect), and copies stay in one probe fold (the
+            probe's groups become the units). None = every point its own unit.
+        keys: the scores to compute (a subset of SCORE_KEYS; the others come back NaN), e.g.
+            COMPOSITE_KEYS where only ``mixing`` is needed.
         timings: if a dict is given, wall seconds per step (``knn`` and each score) are added to
             it, summed over strata; the scores do not depend on it (used by the benchmark).
 
@@ -160,7 +182,14 @@ def batch_mixing_scores(
     n = X.shape[0]
     b_codes = check_labels(batch, n, "batch")
     s_codes = check_labels(strata, n, "strata")
-    g_codes = np.arange(n) if groups is None else check_labels(groups, n, "groups")
+    u_codes = None if units is None else check_labels(units, n, "units")
+    if u_codes is not None:
+        g_codes = u_codes  # copies of a well must not sit on both sides of a probe's fold
+    else:
+        g_codes = np.arange(n) if groups is None else check_labels(groups, n, "groups")
+    unknown = set(keys) - set(SCORE_KEYS)
+    if unknown:
+        raise ValueError(f"keys {sorted(unknown)} are not scores; known: {list(SCORE_KEYS)}")
     check_open_unit(alpha, "alpha")
     if not (isinstance(perplexity, (int, float)) and not isinstance(perplexity, bool) and 0 < perplexity < ilisi_k):
         raise ValueError(f"perplexity must be a number in (0, ilisi_k={ilisi_k}); got {perplexity!r}")
@@ -174,7 +203,10 @@ def batch_mixing_scores(
         _, bs = np.unique(b_codes[members], return_inverse=True)
         bs = bs.reshape(-1)
         label = np.zeros(members.size, dtype=np.int64)  # within a stratum the label is the stratum
-        dist, idx = _timed(timings, "knn", knn, Xs, k_max)
+        if u_codes is None:
+            dist, idx = _timed(timings, "knn", knn, Xs, k_max)
+        else:
+            dist, idx = _timed(timings, "knn", _knn_of_units, Xs, u_codes[members], k_max)
         for key, fn, args in (
             ("ilisi", ilisi_knn, (dist[:, :ilisi_k], idx[:, :ilisi_k], bs, perplexity)),
             ("kbet", kbet_knn, (idx[:, :kbet_k], bs, alpha)),
@@ -182,7 +214,7 @@ def batch_mixing_scores(
             ("graph_connectivity", graph_connectivity_knn, (idx[:, :gc_k], label)),
             ("batch_probe", batch_probe, (Xs, bs, g_codes[members], n_splits, seed)),
         ):
-            per_stratum[key].append(_timed(timings, key, fn, *args))
+            per_stratum[key].append(_timed(timings, key, fn, *args) if key in keys else float("nan"))
 
     out: dict[str, float] = _weighted_means(per_stratum, [m.size for m in scored])
     out["mixing"] = _composite(out)
