@@ -1,5 +1,6 @@
 # Two commands on a fresh machine: `make run` (the main job) and `make test` (the test suite);
-# `make test-fast` runs the tests that need no Ray, no sweep and no cluster (tests/conftest.py).
+# `make test-fast` runs the tests that need no Ray, no sweep, no cluster and no calibration draws
+# (tests/conftest.py).
 # Everything Python goes into a local virtual environment, .venv/.
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -37,7 +38,7 @@ test: install $(VENV)/.test-tools
 	$(BIN)/python -m pytest -q
 
 test-fast: install $(VENV)/.test-tools
-	$(BIN)/python -m pytest -q -m "not (ray or sweep or cluster)"
+	$(BIN)/python -m pytest -q -m "not (ray or sweep or cluster or calibration)"
 
 clean:
 	rm -rf $(VENV) results

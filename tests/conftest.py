@@ -4,6 +4,8 @@ Tiers, by what a test needs (markers declared in pyproject.toml):
   ray      a local Ray instance (ingest, streams, Train runs)
   sweep    a sweep, run here or the session's tiny_sweep fixture
   cluster  Ray nodes started with `ray start`, jobs submitted with `ray job submit`
+  calibration  no Ray, but minutes: draws many test sets from a generator to measure an
+           interval's width and coverage (tests/test_intervals.py)
 A test with none of these is in the fast tier (`make test-fast`). A test's needs are read off the
 fixtures it uses (their whole closure, so a fixture that starts Ray marks every test using it);
 modules whose tests start Ray themselves declare `pytestmark`. In a run of the fast tier alone,
@@ -33,8 +35,9 @@ NEEDS_BY_FIXTURE = {
 }
 #: Seconds a test may take in each tier, setup included. Sized at about 3x the slowest test of the
 #: tier on this 2-core machine (README "Tests"); the first test to use tiny_sweep pays its setup.
-TIMEOUT_S = {"fast": 120, "ray": 600, "sweep": 1800, "cluster": 1800}
-TIERS = ("cluster", "sweep", "ray")  # a test's tier is its most demanding need
+TIMEOUT_S = {"fast": 120, "calibration": 600, "ray": 600, "sweep": 1800, "cluster": 1800}
+RAY_TIERS = ("cluster", "sweep", "ray")
+TIERS = (*RAY_TIERS, "calibration")  # a test's tier is its most demanding need
 
 
 def pytest_collection_modifyitems(config, items):
@@ -49,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     """A run of the fast tier alone (no selected test needs Ray) refuses every Ray start: a test or
     fixture that starts one fails and names the marker to add."""
-    if any(item.get_closest_marker(t) is not None for item in session.items for t in TIERS):
+    if any(item.get_closest_marker(t) is not None for item in session.items for t in RAY_TIERS):
         return
     import ray
 

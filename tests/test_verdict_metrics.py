@@ -1,5 +1,5 @@
 """Metrics of the verdict: well profiles and well-level mixing, post-hoc corrections (sphering,
-Harmony), bootstrap intervals. Expected values are computed by hand in each test."""
+Harmony). Expected values are computed by hand in each test."""
 
 from __future__ import annotations
 
@@ -12,10 +12,9 @@ from sklearn.metrics import silhouette_samples
 
 from rxsweep.metrics.embedding_scores import (MIXING_KEYS, MIXING_PARAMETER_KEYS, mixing_scores,
                                               retention_scores)
-from rxsweep.metrics.intervals import bootstrap_interval, paired_difference, resample_wells, verdict_word
-from rxsweep.metrics.mixing import SCORE_KEYS, batch_mixing_scores
+from rxsweep.metrics.mixing import COMPOSITE_KEYS, SCORE_KEYS, batch_mixing_scores
 from rxsweep.metrics.posthoc import CORRECTIONS, corrected_profiles, harmony, harmony_nclust, sphere_on_controls
-from rxsweep.metrics.replicate_retrieval import replicate_retrieval
+from rxsweep.metrics.replicate_retrieval import replicate_map
 from rxsweep.metrics.well_profiles import mixing_k, stack, well_mixing_scores, well_profiles
 
 
@@ -126,8 +125,8 @@ def test_well_mixing_is_batch_mixing_of_the_profiles_with_the_k_rule():
     k = mixing_k(128)
     assert (k["k_ilisi"], k["k_kbet"], k["k_graph"]) == (32, 32, 15)
     ref = batch_mixing_scores(profiles.astype(np.float32), per_well["experiment"].to_numpy(),
-                              per_well["label"].to_numpy(), per_well["cell_type"].to_numpy(),
-                              ilisi_k=32, perplexity=32 / 3, kbet_k=32, gc_k=15, n_splits=5)
+                              strata=per_well["cell_type"].to_numpy(), ilisi_k=32, perplexity=32 / 3,
+                              kbet_k=32, gc_k=15, n_splits=5)
     assert set(got) == {*MIXING_KEYS, *MIXING_PARAMETER_KEYS}
     for key in SCORE_KEYS:
         assert got[f"mixing/{key}"] == pytest.approx(ref[key], abs=1e-6), key
@@ -146,14 +145,20 @@ def test_well_level_mixing_does_not_punish_the_sites_of_a_well_for_agreeing():
     well = well_mixing_scores(shared)
     # per-site scores on the same sites, same neighbourhood sizes, wells as CV groups
     per_site = batch_mixing_scores(stack(shared["embedding"]), shared["experiment"].to_numpy(),
-                                   shared["label"].to_numpy(), shared["cell_type"].to_numpy(),
-                                   shared["well_id"].to_numpy(), ilisi_k=well["mixing/k_ilisi"],
+                                   strata=shared["cell_type"].to_numpy(),
+                                   groups=shared["well_id"].to_numpy(), ilisi_k=well["mixing/k_ilisi"],
                                    perplexity=well["mixing/perplexity"], kbet_k=well["mixing/k_kbet"],
                                    gc_k=well["mixing/k_graph"])
     reference = well_mixing_scores(without)
     assert well["mixing"] - per_site["mixing"] > 0.04
     assert well["mixing/ilisi"] - per_site["ilisi"] > 0.2
-    assert abs(well["mixing"] - reference["mixing"]) < 0.015
+    # as harmless as none on the scores that read batch labels. Graph connectivity is left out of
+    # this comparison: it reads no batch labels, and with the cell type as its label (as scib) it
+    # asks whether the 8 siRNA clusters of 16 wells touch at k = 15, which the well effect's
+    # spread decides (0.375 with it, 0.125 without), not mixing.
+    batch_label_keys = [f"mixing/{k}" for k in COMPOSITE_KEYS if k != "graph_connectivity"]
+    assert abs(np.mean([well[k] for k in batch_label_keys])
+               - np.mean([reference[k] for k in batch_label_keys])) < 0.015
 
 
 def test_a_strong_batch_effect_scores_low():
@@ -161,15 +166,14 @@ def test_a_strong_batch_effect_scores_low():
     got = well_mixing_scores(frame)
     # separated experiments of 64 profiles, k = 32 < 64: every neighbourhood is one experiment
     assert got["mixing/ilisi"] == 0.0 and got["mixing/kbet"] == 0.0 and got["mixing/batch_probe"] == 0.0
-    assert got["mixing/graph_connectivity"] == 0.5  # each label: 2 islands of 8 wells
-    # batch ASW by hand: mean over labels of mean(1 - |s_i|), s = sklearn's silhouette of batch
+    assert got["mixing/graph_connectivity"] == 0.5  # the cell type (the label): 2 islands of 64 wells
+    # batch ASW by hand, the cell type as label (as scib): mean(1 - |s_i|) over the cell type's
+    # profiles, s = sklearn's silhouette of batch
     X = stack(frame["embedding"], np.float64)
     profiles, per_well = (X[0::2] + X[1::2]) / 2, frame.iloc[0::2]
-    asw = [np.mean(1 - np.abs(silhouette_samples(profiles[per_well["label"] == lab],
-                                                 per_well["experiment"][per_well["label"] == lab])))
-           for lab in range(8)]
-    assert got["mixing/silhouette_batch"] == pytest.approx(np.mean(asw), abs=1e-6)
-    assert got["mixing"] == pytest.approx(np.mean([got[f"mixing/{k}"] for k in SCORE_KEYS]))
+    asw = np.mean(1 - np.abs(silhouette_samples(profiles, per_well["experiment"])))
+    assert got["mixing/silhouette_batch"] == pytest.approx(asw, abs=1e-6)
+    assert got["mixing"] == pytest.approx(np.mean([got[f"mixing/{k}"] for k in COMPOSITE_KEYS]))
 
 
 def test_mixing_is_nan_with_a_note_when_nothing_can_be_scored():
@@ -214,9 +218,13 @@ def test_retention_accuracy_counts_treatment_wells_only():
     # plate constraint: E1's 2 wells assigned 0->B03... (sum 5+5 beats 0+0): both wrong;
     # E2: B02->0, B03->1 (5+3 beats 0+5): both right. Treatment: 4 of 8 (with controls it would be 12/16)
     assert got["heldout_val_plate_acc"] == 4 / 8
+    # replicate retrieval: the treatment wells are the queries, every well of the other experiment a candidate
     wells = well_profiles(frame)
-    ref = replicate_retrieval(stack(wells["embedding"]), wells["label"].to_numpy(), wells["experiment"].to_numpy())
+    ref = replicate_map(stack(wells["embedding"]), wells["label"].to_numpy(), wells["experiment"].to_numpy(),
+                        wells["well_type"].to_numpy())
     assert got["heldout_val_replicate_map"] == ref["map"] and got["heldout_val_replicate_chance"] == ref["chance"]
+    assert got["heldout_val_retrieved_fraction"] == ref["retrieved_fraction"]
+    assert ref["n_queries"] == 4 and ref["chance"] == 1 / 4  # 4 treatment wells, each 1 replicate in 4 candidates
 
 
 # ----------------------------------------------------------------------------- sphering
@@ -324,75 +332,3 @@ def test_corrected_profiles_registry():
     assert set(CORRECTIONS) == {"sphering", "harmony"}
     with pytest.raises(ValueError, match=r"^unknown correction 'combat'; known: \['harmony', 'sphering'\]"):
         corrected_profiles(wells, "combat")
-
-
-# ----------------------------------------------------------------------------- intervals
-
-def interval_frame() -> pd.DataFrame:
-    experiment = ["B", "A", "A", "B", "A", "A", "B", "A"]          # interleaved: A rows 1,2,4,5,7; B 0,3,6
-    return pd.DataFrame({"experiment": experiment, "x": [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]})
-
-
-def test_resample_wells_keeps_each_experiments_size():
-    wells = interval_frame()
-    pos = resample_wells(wells, np.random.default_rng(3))
-    rng = np.random.default_rng(3)  # by hand: A (sorted first) then B, each n_e draws of its rows
-    a, b = np.array([1, 2, 4, 5, 7]), np.array([0, 3, 6])
-    np.testing.assert_array_equal(pos, np.r_[a[rng.integers(0, 5, 5)], b[rng.integers(0, 3, 3)]])
-    assert wells["experiment"].iloc[pos].value_counts().to_dict() == {"A": 5, "B": 3}
-
-
-def test_bootstrap_interval_of_a_mean_matches_a_hand_computation():
-    wells = interval_frame()
-    got = bootstrap_interval(wells, lambda rows: rows["x"].mean(), n_boot=200, level=0.9, seed=7)
-    rng = np.random.default_rng(7)
-    a, b, x = np.array([1, 2, 4, 5, 7]), np.array([0, 3, 6]), wells["x"].to_numpy()
-    means = [x[np.r_[a[rng.integers(0, 5, 5)], b[rng.integers(0, 3, 3)]]].mean() for _ in range(200)]
-    lo, hi = np.quantile(means, [(1 - 0.9) / 2, (1 + 0.9) / 2])
-    assert got == {"mean": 255 / 8, "lo": lo, "hi": hi, "n_valid": 200}
-
-
-def test_distinct_mode_passes_each_well_once():
-    wells = interval_frame()
-    seen = []
-
-    def statistic(rows):
-        seen.append(rows["x"].to_numpy())
-        return float(len(rows))
-
-    got = bootstrap_interval(wells, statistic, n_boot=50, seed=1, distinct=True)
-    rng = np.random.default_rng(1)
-    a, b, x = np.array([1, 2, 4, 5, 7]), np.array([0, 3, 6]), wells["x"].to_numpy()
-    for rows in seen[:-1]:  # the last call is the full frame
-        expected = x[np.unique(np.r_[a[rng.integers(0, 5, 5)], b[rng.integers(0, 3, 3)]])]
-        np.testing.assert_array_equal(rows, expected)               # distinct, in row order
-    assert got["mean"] == 8.0 and got["hi"] <= 8.0
-
-
-def test_paired_difference_and_verdict_word():
-    rng = np.random.default_rng(0)
-    wells = pd.DataFrame({"experiment": np.repeat(["A", "B"], 50), "x": rng.normal(size=100)})
-    wells["y"] = wells["x"] + rng.normal(size=100) * 0.1
-    same = paired_difference(wells, lambda r: r["x"].mean(), lambda r: r["x"].mean(), n_boot=100)
-    assert same == {"mean": 0.0, "lo": 0.0, "hi": 0.0, "n_valid": 100}
-    assert verdict_word(same["lo"], same["hi"]) == "no detectable difference"
-    # a = b + 0.05 on every well: the difference is exactly 0.05 on every resample
-    shift = paired_difference(wells, lambda r: (r["x"] + 0.05).mean(), lambda r: r["x"].mean(), n_boot=100)
-    assert shift["lo"] == pytest.approx(0.05) and shift["hi"] == pytest.approx(0.05)
-    assert verdict_word(shift["lo"], shift["hi"]) == "better"
-    assert verdict_word(shift["lo"], shift["hi"], higher_is_better=False) == "worse"
-    assert verdict_word(-shift["hi"], -shift["lo"]) == "worse"
-    # x vs y: y differs from x by small noise only; pairing makes the interval narrow but it spans 0
-    noisy = paired_difference(wells, lambda r: r["y"].mean(), lambda r: r["x"].mean(), n_boot=300, seed=2)
-    assert noisy["lo"] < noisy["mean"] < noisy["hi"] and noisy["hi"] - noisy["lo"] < 0.1
-    assert verdict_word(-0.1, 0.0) == "no detectable difference"  # touching 0 is not excluding it
-    with pytest.raises(ValueError, match="^lo must not exceed hi"):
-        verdict_word(1.0, 0.0)
-    with pytest.raises(ValueError, match="^hi must be a number"):
-        verdict_word(0.0, math.nan)
-    with pytest.raises(ValueError, match="^n_boot"):
-        bootstrap_interval(wells, lambda r: 0.0, n_boot=1)
-    with pytest.raises(ValueError, match="^wells lacks the column 'experiment'"):
-        bootstrap_interval(wells.drop(columns="experiment"), lambda r: 0.0)
-    with pytest.raises(ValueError, match="^statistic_b must be callable"):
-        paired_difference(wells, lambda r: 0.0, None)
