@@ -3,11 +3,11 @@
 One row a trial: id, status, method, the searched hyperparameters, held-out validation accuracy
 on treatment wells (top-1, top-5, plate-constrained; the RxRx1 competition's accuracy), replicate
 retrieval of the treatment wells (mAP and the fraction of siRNAs retrieved), every well-level
-batch-mixing score and their mean `mixing`, Pareto-front membership on (heldout_val_acc, mixing),
-and the aggregate rank (rxsweep.metrics.ranks). Below
-the trials' rows come the reference rows (reference_rows.py): each completed ERM trial followed by
-sphering or Harmony, and the hand-made-features baseline, listed after the trials and never
-ranked among them (they are yardsticks, not candidates):
+batch-mixing score and `mixing` (the mean of rxsweep.metrics.mixing.COMPOSITE_KEYS),
+Pareto-front membership on (heldout_val_acc, mixing), and the aggregate rank
+(rxsweep.metrics.ranks). Below the trials' rows come the reference rows (reference_rows.py): each
+completed ERM trial followed by sphering or Harmony, and the hand-made-features baseline, listed
+after the trials and never ranked among them (they are yardsticks, not candidates):
 
     rank = mean(rank of heldout_val_acc, rank of mixing)      ranks 1 = best, ties averaged
 

@@ -48,7 +48,7 @@ class Sweep:
 
     @property
     def confirm_record(self) -> dict:
-        """confirm/confirm.json: {method: {source_trial, params, seeds, trial_ids}} ({} if none)."""
+        """confirm/confirm.json: {method: {source_trial, params, search_seeds, seeds, trial_ids}} ({} if none)."""
         return fileio.read_json(self.path / sweep_files.CONFIRM_DIR / sweep_files.CONFIRM_FILE) or {}
 
     @property
