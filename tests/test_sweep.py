@@ -20,6 +20,9 @@ from rxsweep import fileio
 from rxsweep.analysis.sweep_folder import load_sweep
 from rxsweep.cli import main as rxsweep_main
 from rxsweep.data.stream import open_shards
+from rxsweep.metrics.embedding_scores import read_embeddings
+from rxsweep.metrics.replicate_retrieval import replicate_map
+from rxsweep.metrics.well_profiles import stack, well_profiles
 from rxsweep.training import run_files
 from rxsweep.tuning import sweep_files
 
@@ -51,6 +54,15 @@ def test_sweep_runs_every_trial_and_each_reports_held_out_accuracies(tiny_sweep)
         # every epoch carries the mixing objective of its own model, and its embeddings
         assert all(0 <= m["mixing"] <= 1 and m["mixing/k_ilisi"] >= 3 for m in trial.history)
         assert trial.embeddings is not None
+        # and the replicate retrieval of the epoch's treatment wells: what copairs gives on the
+        # last epoch's held-out well profiles, computed here
+        last = trial.history[-1]
+        wells = well_profiles(read_embeddings(trial.embeddings), "heldout_val")
+        expected = replicate_map(stack(wells["embedding"]), wells["label"].to_numpy(),
+                                 wells["experiment"].to_numpy(), wells["well_type"].to_numpy())
+        assert last["heldout_val_replicate_map"] == pytest.approx(expected["map"])
+        assert last["heldout_val_retrieved_fraction"] == pytest.approx(expected["retrieved_fraction"])
+        assert "heldout_test_replicate_map" in last
         if trial.config["resampling"] == "adaptive":  # epoch 1 the plain warm-up
             assert trial.history[0]["ar_ess"] == 1.0
         else:

@@ -133,7 +133,7 @@ def verdict_html(verdict: dict) -> str:
     """The verdict as a table (one row an arm: mean [interval] of each metric, the word against
     ERM) under its one-paragraph answer."""
     lines = [html.escape(line) for line in headline_text(verdict).splitlines()]
-    metrics = verdict["metrics"]
+    metrics = [*verdict["metrics"], *verdict.get("reported", [])]  # reported: shown, not judged
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     body = []
     for arm in verdict["arms"]:
