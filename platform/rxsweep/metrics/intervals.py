@@ -22,8 +22,9 @@ with *another seed*. Its intervals therefore resample three levels, each carryin
 Why perturbations, not wells: a treatment siRNA has one well in each experiment, and those wells
 are what replicate mAP retrieves and what mixing needs to fall together. Wells resampled
 independently per experiment break the pairs: a query loses its replicate and the scores fall
-for that reason alone (on tests/test_intervals.py's generator the interval came out 1.7-1.9x the
-true width). The siRNA with its wells in every drawn experiment is one unit (a cluster
+for that reason alone (on tests/test_intervals.py's generator, mAP's interval came out 1.56x the
+true width with wells resampled within experiments, 1.95x with their distinct wells rescaled by
+the finite-population factor; 1.12x with siRNAs resampled). The siRNA with its wells in every drawn experiment is one unit (a cluster
 bootstrap; with experiments also drawn, Owen's pigeonhole bootstrap of a crossed design).
 
 Duplicates. A resample holds repeated wells. Accuracy counts them. Replicate mAP takes them as
