@@ -542,3 +542,25 @@ def test_precomputed_weights_are_checked_and_drawn_by(shards, tmp_path):
     assert np.allclose(plan.ar_weights, resampling_weights(vectors[plan.train_sites()], 100, 1e-3))
     with pytest.raises(ConfigError, match="ar_weights_from='x.parquet' needs resampling: adaptive"):
         TrainConfig.from_dict({"ar_weights_from": "x.parquet"})
+
+
+@pytest.mark.parametrize("adversary", ["dann", "cdann"])
+def test_a_batch_without_controls_still_reaches_every_domain_parameter(adversary):
+    """With domain_sites: controls, a batch holding no control well adds a domain loss of 0, and
+    every domain-head parameter still gets a (zero) gradient: DDP without find_unused_parameters
+    needs every parameter on every rank (tests/test_ddp_losses.py runs two ranks)."""
+    from rxsweep.models import DANN, create_backbone
+
+    cfg = TrainConfig(domain_label="plate", adversary=adversary, domain_sites="controls", domain_dropout=0.0)
+    torch.manual_seed(0)
+    model = DANN(create_backbone("cnn-small", 6), n_classes=12, domain_label="plate", n_domains=3,
+                 domain_width=16, domain_dropout=0.0, adversary=adversary)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    labels = torch.tensor([0, 1, 2, 3])  # treatments only
+    out = train_step(model, optimizer, scheduler, torch.randn(4, 6, 16, 16), labels, torch.tensor([0, 1, 2, 0]),
+                     cfg, torch.device("cpu"), is_treatment=torch.ones(4, dtype=torch.long))
+    assert out.domain_loss.item() == 0.0 and out.domain_seen.item() == 0 and out.domain_correct.item() == 0
+    domain_params = [(n, p) for n, p in model.named_parameters() if n.startswith(("domain_head", "class_embedding"))]
+    assert domain_params and all(p.grad is not None for _, p in domain_params)
+    assert all(float(p.grad.abs().max()) == 0.0 for _, p in domain_params)

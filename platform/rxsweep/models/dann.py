@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 from .grl import GradientReversal
-from .heads import DomainHead, domain_loss, domain_loss_per_site
+from .heads import DomainHead, domain_loss_per_site
 
 DOMAIN_LABELS = ("experiment", "plate", "none")
 ADVERSARIES = ("dann", "cdann")
@@ -134,41 +134,61 @@ class DANN(nn.Module):
         return {"logits": logits, "domain_logits": domain_logits, "embedding": emb}
 
 
-def class_balance_weights(labels: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Per-site weights ``1 / (n_y * C)``: ``n_y`` the count of the site's class ``y`` in
-    ``labels`` [N], ``C`` the number of distinct classes in ``labels``. Each present class then
-    carries 1/C of the total and the weights sum to 1. (DomainBed divides by the largest label + 1
+def class_balance_weights(labels: torch.Tensor, dtype: torch.dtype = torch.float32,
+                          seen: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-site weights ``1 / (n_y * C)`` over the sites ``seen`` (bool [N]; None: all), 0 for
+    the others: ``n_y`` the count of the site's class ``y`` among the seen sites, ``C`` the number
+    of distinct classes among them. Each present class then carries 1/C of the total and the
+    weights sum to 1 (to 0 when no site is seen). (DomainBed divides by the largest label + 1
     instead of ``C``: see the module docstring.)"""
     if labels.ndim != 1 or not len(labels):
         raise ValueError(f"labels must be a non-empty [N], got shape {tuple(labels.shape)}")
     if bool((labels < 0).any()):
         # A site without a class has nothing to condition on (nn.Embedding rejects it too).
         raise ValueError("class-balanced weights need labels >= 0; unlabelled sites have no class")
-    _, inverse, counts = torch.unique(labels, return_inverse=True, return_counts=True)
-    return 1.0 / (counts[inverse] * len(counts)).to(dtype)
+    mask = _seen_mask(labels, seen, dtype)
+    counts = torch.bincount(labels, weights=mask, minlength=1)  # no host sync: a GPU step stays async
+    present = (counts > 0).sum().clamp_min(1).to(dtype)
+    return mask / (counts[labels].clamp_min(1) * present)
+
+
+def _seen_mask(labels: torch.Tensor, seen: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor:
+    if seen is None:
+        return torch.ones(labels.shape, dtype=dtype, device=labels.device)
+    if seen.shape != labels.shape:
+        raise ValueError(f"seen must be [N]={labels.shape[0]}, got shape {tuple(seen.shape)}")
+    return seen.to(dtype)
 
 
 def adversary_domain_loss(logits: torch.Tensor, domains: torch.Tensor, labels: torch.Tensor,
-                          adversary: str, smoothing: float = 0.0) -> torch.Tensor:
-    """The domain loss of ``adversary`` over the sites given (the caller has already kept only
-    those the domain loss sees, e.g. the control wells).
+                          adversary: str, smoothing: float = 0.0, seen: torch.Tensor | None = None) -> torch.Tensor:
+    """The domain loss of ``adversary`` over the sites ``seen`` (bool [N], e.g. the control
+    wells; None: every site), as a weighted sum over *every* site with weight 0 for the others.
 
-    ``dann``: the mean cross-entropy :func:`heads.domain_loss` (DomainBed's DANN has
-    ``class_balance=False``). ``cdann``: ``sum_i w_i * CE_i`` with ``w_i =``
-    :func:`class_balance_weights` of ``labels``, as DomainBed's CDANN (``class_balance=True``):
-    control wells outnumber each treatment several times over, and an unweighted conditional loss
-    would mostly ask the features to hide the batch within the control classes.
+    ``dann``: the mean cross-entropy over the seen sites (:func:`heads.domain_loss_per_site`;
+    DomainBed's DANN has ``class_balance=False``). ``cdann``: ``sum_i w_i * CE_i`` with ``w_i =``
+    :func:`class_balance_weights` of the seen sites' labels, as DomainBed's CDANN
+    (``class_balance=True``): control wells outnumber each treatment several times over, and an
+    unweighted conditional loss would mostly ask the features to hide the batch within the
+    control classes.
+
+    Why every site, zero-weighted: a batch with no site to see (no control well under
+    ``domain_sites: controls``) then still puts the domain head in the graph, with zero
+    gradients. Skipping the term instead left the head without a gradient on that rank, and DDP
+    (``find_unused_parameters=False``, as Ray Train builds it) fails at the next step on the rank
+    whose batch had none ("Parameter indices which did not receive grad").
 
     The weights come from this batch alone: under DDP each rank weighs its own sites and the
     gradients are averaged across ranks, as DomainBed's weights are per batch.
     """
-    if adversary == "dann":
-        return domain_loss(logits, domains, smoothing)
-    if adversary != "cdann":
+    if adversary not in ADVERSARIES:
         raise ValueError(f"unknown adversary {adversary!r}; known: {list(ADVERSARIES)}")
     if labels.shape != domains.shape:
         raise ValueError(f"labels must be [N]={domains.shape[0]}, got shape {tuple(labels.shape)}")
-    if not 0.0 <= smoothing < 1.0:
-        raise ValueError(f"smoothing must be in [0, 1), got {smoothing}")
     per_site = domain_loss_per_site(logits, domains, smoothing)
-    return (class_balance_weights(labels, per_site.dtype) * per_site).sum()
+    if adversary == "cdann":
+        weights = class_balance_weights(labels, per_site.dtype, seen)
+    else:
+        mask = _seen_mask(labels, seen, per_site.dtype)
+        weights = mask / mask.sum().clamp_min(1)
+    return (weights * per_site).sum()

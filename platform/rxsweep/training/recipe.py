@@ -106,8 +106,9 @@ def train_step(model: nn.Module, optimizer, scheduler, x: torch.Tensor, labels: 
                is_treatment: torch.Tensor | None = None, class_weights: torch.Tensor | None = None) -> StepOutput:
     """One optimiser step: label CE over every site + domain CE (through the GRL already set on the
     model) over the sites ``cfg.domain_sites`` names: all, or the control wells only
-    (``is_treatment == 0``; a batch without one adds no domain loss). The domain CE is a mean for
-    ``dann`` and class-balanced over those sites for ``cdann`` (``models.dann.adversary_domain_loss``)."""
+    (``is_treatment == 0``; a batch without one adds a domain loss of 0 that still reaches the
+    domain head). The domain CE is a mean for ``dann`` and class-balanced over those sites for
+    ``cdann`` (``models.dann.adversary_domain_loss``)."""
     with autocast(device):
         out = model(x, labels=labels)
         label_loss = F.cross_entropy(out["logits"].float(), labels, weight=class_weights,
@@ -117,16 +118,16 @@ def train_step(model: nn.Module, optimizer, scheduler, x: torch.Tensor, labels: 
         dom_correct = torch.zeros((), device=device)
         dom_seen = torch.zeros((), device=device)
         if out["domain_logits"] is not None:
-            dom_logits, targets, classes = out["domain_logits"].float(), domains, labels
+            dom_logits = out["domain_logits"].float()
             seen = domain_rows(cfg, is_treatment)
-            if seen is not None:
-                dom_logits, targets, classes = dom_logits[seen], targets[seen], classes[seen]
-            if len(targets):  # cdann: class-balanced over the sites seen (models/dann.py)
-                dom_loss = adversary_domain_loss(dom_logits, targets, classes, cfg.adversary,
-                                                 cfg.env_label_smoothing)
-                loss = loss + dom_loss
-                dom_correct = (dom_logits.argmax(1) == targets).sum()
-                dom_seen = torch.tensor(float(len(targets)), device=device)
+            # every site in the graph, the unseen ones at weight 0: a batch with no site to see
+            # still gives the domain head a (zero) gradient, as DDP needs on every rank
+            dom_loss = adversary_domain_loss(dom_logits, domains, labels, cfg.adversary,
+                                             cfg.env_label_smoothing, seen=seen)
+            loss = loss + dom_loss
+            hit = dom_logits.argmax(1) == domains
+            dom_correct = (hit if seen is None else hit & seen).sum()
+            dom_seen = torch.tensor(float(len(domains)), device=device) if seen is None else seen.sum().float()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
