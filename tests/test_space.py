@@ -189,3 +189,12 @@ def test_the_study_records_a_trial_stopped_early_as_pruned_and_an_error_as_faile
     assert [(t.state, t.values) for t in study.trials] == [
         (optuna.trial.TrialState.COMPLETE, [0.2, 0.7]), (optuna.trial.TrialState.PRUNED, None),
         (optuna.trial.TrialState.FAIL, None), (optuna.trial.TrialState.PRUNED, None)]
+
+
+def test_the_gpu_study_searches_the_adversary_and_the_domain_sites_as_the_default_does():
+    """The plate confound's two remedies (README: domain_sites: controls, adversary: cdann) are
+    choices of both shipped studies."""
+    for name in ("default.yaml", "rxrx1_gpu.yaml"):
+        params = {p.name: p for p in load_space(REPO / "search_spaces" / name).params}
+        assert params["adversary"].values == ("dann", "cdann"), name
+        assert params["domain_sites"].values == ("all", "controls"), name
