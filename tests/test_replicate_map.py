@@ -7,14 +7,13 @@ from __future__ import annotations
 import math
 import tempfile
 
+import copairs.map as copairs_map
 import numpy as np
 import pandas as pd
 import pytest
 
 from rxsweep.metrics.replicate_retrieval import (PER_LABEL_COLUMNS, TREATMENT, replicate_map,
                                                  replicate_retrieval)
-
-copairs_map = pytest.importorskip("copairs.map")
 
 
 def _at(degrees: float, z: float = 0.0) -> list[float]:
