@@ -51,7 +51,17 @@ class TrialStatusWriter(Callback):
         self._write(trial, "completed" if done else "stopped", ended_at=time.time())
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = trial.get_error() or "unknown error"
+        error = trial.get_error() or _read(trial.error_file) or "unknown error"
         lines = [line for line in str(error).strip().splitlines() if line.strip()]
         self._write(trial, "error", error=lines[-1] if lines else str(error), error_file=trial.error_file,
                     ended_at=time.time())
+
+
+def _read(path: str | None) -> str | None:
+    """The driver's own copy of a trial's error file. Trial.get_error reads the copy at the storage
+    location, which a trial failing on its first attempt has not been synced to yet when Tune calls
+    on_trial_error (it came back empty, and the status said "unknown error")."""
+    try:
+        return open(path, encoding="utf-8").read() if path else None
+    except OSError:
+        return None
