@@ -203,6 +203,10 @@ class TrainConfig:
                                 "embeddings, mixing): every_epoch, or last_epoch for a run judged only at "
                                 "its end (a sweep's confirmation runs: half their time was these passes)",
                                 choices=("every_epoch", "last_epoch"))
+    fault_drill_epoch: Optional[int] = setting(
+        None, "fault drill: every rank raises right after this epoch's checkpoint is reported, so the run "
+        "ends only if its restart (failures: in the space) resumes from that checkpoint; a restart that "
+        "began again would reach this epoch and raise again. `rxsweep sweep --smoke` sets 1", low=1)
 
     # -------------------------------------------------------------------------------- derived
     @property
@@ -246,6 +250,9 @@ class TrainConfig:
         if self.ar_weights_from is not None and self.resampling != "adaptive":
             raise ConfigError(f"ar_weights_from={self.ar_weights_from!r} needs resampling: adaptive "
                               f"(got {self.resampling!r})")
+        if self.fault_drill_epoch is not None and self.fault_drill_epoch >= self.epochs:
+            raise ConfigError(f"fault_drill_epoch={self.fault_drill_epoch} must be below epochs={self.epochs}: "
+                              "the drill needs an epoch after it to resume into")
         if set(self.val_experiments) & set(self.test_experiments):
             raise ConfigError(f"experiments {sorted(set(self.val_experiments) & set(self.test_experiments))} "
                               "are in both val_experiments and test_experiments")
@@ -305,7 +312,7 @@ class TrainConfig:
 #: Fields a run may change when it resumes: they shape where and how fast it runs, not its state
 #: (a checkpoint of 2 workers resumes on 1; a streamed run resumes materialized).
 RESUMABLE_CHANGES = frozenset({"num_workers", "cpus_per_worker", "gpus_per_worker", "keep_checkpoints",
-                               "materialize", "shuffle_buffer", "stream_buffer_mb"})
+                               "materialize", "shuffle_buffer", "stream_buffer_mb", "fault_drill_epoch"})
 
 
 def field_specs() -> dict[str, tuple[Any, Spec]]:

@@ -39,6 +39,10 @@ from rxsweep.training.plan import EMBEDDING_SPLITS, EVAL_SPLITS, TRAIN_SPLIT, Ru
 from rxsweep.training.worker_context import TrainWorkerContext
 
 
+class FaultDrill(RuntimeError):
+    """Raised on purpose by a run's fault drill (TrainConfig.fault_drill_epoch)."""
+
+
 def derive_seed(*keys: int) -> int:
     """An independent 63-bit seed for a tuple of ints (seed, epoch, rank, stream)."""
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> 1)
@@ -208,6 +212,15 @@ def run_worker_loop(config: dict, ctx) -> None:
                                      history=history, resampling=resampler and resampler.state())
                 written = tmp
             ctx.report(metrics, written, epoch)
+        # No rank goes on before every rank's report is queued: Ray Train counts a report (and
+        # its checkpoint) once every rank's has reached the controller, and rank 0 queues its
+        # only after uploading the checkpoint. A rank failing early in the next epoch would
+        # otherwise lose this one (seen: a ResNet-50 upload outlasted the other rank's drill).
+        all_reduce(torch.zeros(1, device=device))
+        if epoch == cfg.fault_drill_epoch:  # every rank: none waits in a collective for another
+            raise FaultDrill(f"fault drill after epoch {epoch} (fault_drill_epoch): the restart must resume "
+                             f"at epoch {epoch + 1} from this epoch's checkpoint")
+
 
 
 def _epoch_metrics(cfg, plan, epoch, step, lam, sums, train_s, evals, optimizer) -> dict:
