@@ -60,6 +60,8 @@ def _sweep(args: argparse.Namespace) -> int:
     from rxsweep.tuning.sweep import check_name, run_sweep
     from rxsweep.tuning.sweep_storage import push_sweep
 
+    if args.smoke:
+        return _smoke(args)
     embedded = args.data is None and args.space is None
     space = args.space or DEFAULT_SPACE
     load_space(space)  # a bad space file or name fails here, before any data is generated or Ray starts
@@ -86,6 +88,73 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"report: {report}")
     print(sweep_dir)
     return 0
+
+
+def _smoke(args: argparse.Namespace) -> int:
+    """`rxsweep sweep --smoke`: a new sweep of the space's smoke (rxsweep.tuning.smoke) into
+    STORAGE/smoke/NAME-K, then the ranking, the report and the verdict, each caught; the table of
+    what ran and failed (rxsweep.analysis.smoke_table); 1 when anything failed."""
+    import tempfile
+
+    import ray
+
+    from rxsweep import locations
+    from rxsweep.analysis.report import write_report
+    from rxsweep.analysis.smoke_table import format_smoke_table, run_rows, try_stage
+    from rxsweep.analysis.verdict import headline_text, read_verdict
+    from rxsweep.cluster import init_ray
+    from rxsweep.data.prepare import prepare_data, prepare_synthetic
+    from rxsweep.training.plan import open_index
+    from rxsweep.tuning import sweep_files
+    from rxsweep.tuning.smoke import free_name, smoke_space
+    from rxsweep.tuning.space_yaml import load_space
+    from rxsweep.tuning.sweep import check_name, run_sweep
+    from rxsweep.tuning.sweep_storage import SweepStorage, push_sweep
+
+    if args.resume or args.num_samples is not None:
+        raise ValueError("--smoke starts a new sweep of one trial a covering row of the space's choices: "
+                         "leave out --resume and --num-samples")
+    space_file = args.space or DEFAULT_SPACE
+    load_space(space_file)  # a bad space fails before data or Ray
+    storage = locations.normalize(args.storage)
+    root = locations.join(storage, "smoke")
+    if args.name is not None:
+        check_name(args.name)
+    shards = (prepare_synthetic(storage, preset=args.preset) if args.data is None
+              else prepare_data(locations.normalize(args.data), storage))
+    init_ray()
+    smoke = smoke_space(space_file, ray.cluster_resources(), open_index(shards).image_size)
+    print(f"smoke of {space_file}: {len(smoke.rows)} trials cover every value of its choices; changed:\n  "
+          + "\n  ".join(smoke.changes), flush=True)
+    if smoke.never_active:
+        print(f"not covered (enabled only by a numeric parameter): {smoke.never_active}", flush=True)
+    name = args.name or free_name(root, smoke.space.name)
+    sweep_dir = SweepStorage.open(root, name).local
+
+    def search_and_confirm() -> str:
+        with tempfile.TemporaryDirectory(prefix="rxsweep-smoke-") as tmp:
+            space_path = Path(tmp) / f"{smoke.space.name}.yaml"  # the sweep keeps a copy: space.yaml
+            space_path.write_text(smoke.space.text)
+            run_sweep(space_path, shards, storage=root, name=name, confirm_seeds=args.confirm_seeds,
+                      max_concurrent=args.max_concurrent)
+        return f"search and confirmation -> {sweep_dir}"
+
+    def verdict() -> str:
+        judged = read_verdict(sweep_dir)
+        if judged is None:
+            raise RuntimeError(f"the report wrote no {sweep_files.VERDICT_FILE}")
+        print(headline_text(judged))
+        return f"{sweep_files.VERDICT_FILE} written"
+
+    stages = [try_stage("sweep", search_and_confirm),
+              try_stage("ranking", lambda: _print_ranking(sweep_dir, "table")),
+              try_stage("report", lambda: str(write_report(sweep_dir))),  # computes the verdict first
+              try_stage("verdict", verdict)]
+    rows = [*run_rows(sweep_dir), *stages] if (sweep_dir / sweep_files.SWEEP_FILE).exists() else stages
+    push_sweep(sweep_dir)
+    print(format_smoke_table(rows), end="")
+    print(sweep_dir)
+    return 0 if all(r.ok for r in rows) else 1
 
 
 def _rank(args: argparse.Namespace) -> int:
@@ -209,6 +278,11 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
                             f"space's confirm.seeds; {EMBEDDED_CONFIRM_SEEDS} for the embedded default; 0: none)")
     sweep.add_argument("--max-concurrent", type=int, default=None,
                        help="trials at once (default: what the cluster holds)")
+    sweep.add_argument("--smoke", action="store_true",
+                       help="run every value of every choice of the space for a few steps (a small covering "
+                            "set of trials, each restarted once from its checkpoint), through the search, "
+                            "confirmation, ranking and verdict, into STORAGE/smoke/; print what ran and "
+                            "failed; exit 1 on any failure. Run it before a cluster run")
     sweep.add_argument("--preset", default="tiny", choices=["tiny", "small", "full"],
                        help="synthetic preset used when no --data is given")
 
