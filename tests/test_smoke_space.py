@@ -25,7 +25,7 @@ def _active_everywhere(space, row: dict) -> bool:
     """Every key of the row is a parameter the sampler would draw under the row's other values."""
     values = {**space.base_config().to_dict(), **row}
     by_name = {p.name: p for p in space.params}
-    return all(space._active(by_name[k], values, row) for k in row)
+    return all(space.is_active(by_name[k], values, row) for k in row)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)

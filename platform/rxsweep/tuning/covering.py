@@ -52,7 +52,7 @@ def _next_row(space: SearchSpace, choices: list[Param], given: dict, uncovered: 
     values = space.base_config().to_dict()
     row: dict = {}
     for p in choices:
-        if not space._active(p, values, row):
+        if not space.is_active(p, values, row):
             continue
         if p.name in given:
             best = given[p.name]

@@ -26,9 +26,10 @@ import math
 from pathlib import Path
 
 from rxsweep import locations, yamlio
-from rxsweep.training.config import TrainConfig
+from rxsweep.tuning import sweep_files
+from rxsweep.training.config import TrainConfig, field_specs
 from rxsweep.tuning.covering import covering_rows
-from rxsweep.tuning.space import SearchSpace, SpaceError
+from rxsweep.tuning.space import RESOURCE_FIELDS, SearchSpace, SpaceError
 from rxsweep.tuning.space_yaml import load_space, parse_space
 
 #: TrainConfig fields the smoke caps, and their caps: 2 epochs (one to resume from, one to resume
@@ -112,7 +113,7 @@ def smoke_resources(space: SearchSpace, cluster: dict) -> tuple[dict, str]:
             f" (the cluster's {cpus:g} CPUs)"
     own = cpus - (driver if workers > 1 else 0.0)
     cpus_per_worker = min(cfg.cpus_per_worker, math.floor(own / workers * 20) / 20)  # 0.05 steps
-    if cpus_per_worker < TrainConfig.__dataclass_fields__["cpus_per_worker"].metadata["spec"].low:
+    if cpus_per_worker < field_specs()["cpus_per_worker"][1].low:
         raise SpaceError(f"{space.path}: --smoke runs {workers} workers a trial and this cluster has {cpus:g} "
                          f"CPUs: fewer than 0.5 a worker; run it on a machine with {math.ceil(driver + workers / 2)} "
                          "or more CPUs")
@@ -142,8 +143,6 @@ def method_rows(space: SearchSpace) -> list[dict]:
 def free_name(storage: str, name: str) -> str:
     """``NAME-K`` for the first K >= 1 with no sweep at STORAGE/NAME-K: a smoke never reuses or
     removes an earlier smoke's folder."""
-    from rxsweep.tuning import sweep_files
-
     k = 1
     while locations.exists(locations.join(storage, f"{name}-{k}", sweep_files.SWEEP_FILE)):
         k += 1
@@ -154,14 +153,12 @@ def _pin_low(space: SearchSpace, row: dict) -> dict:
     values = {**space.base_config().to_dict(), **row}
     pinned = dict(row)
     for p in space.params:
-        if p.name in PINNED_LOW and p.kind != "choice" and space._active(p, values, pinned):
+        if p.name in PINNED_LOW and p.kind != "choice" and space.is_active(p, values, pinned):
             pinned[p.name] = values[p.name] = int(p.low) if p.kind == "int" else p.low
     return pinned
 
 
 def _resource_default(space: SearchSpace, key: str):
-    from rxsweep.tuning.space import RESOURCE_FIELDS
-
     if key == "driver_cpus":
         return space.driver_cpus
     return getattr(TrainConfig(), RESOURCE_FIELDS[key])

@@ -111,7 +111,7 @@ class SearchSpace:
         values = self.base_config().to_dict()
         sampled: dict[str, Any] = {}
         for p in self.params:
-            if self._active(p, values, sampled):
+            if self.is_active(p, values, sampled):
                 values[p.name] = sampled[p.name] = p.suggest(trial)
         return sampled
 
@@ -123,7 +123,8 @@ class SearchSpace:
         cpus = driver + cfg.num_workers * cfg.cpus_per_worker
         return {"CPU": cpus, "GPU": cfg.num_workers * cfg.gpus_per_worker}
 
-    def _active(self, p: Param, values: dict, sampled: dict) -> bool:
+    def is_active(self, p: Param, values: dict, sampled: dict) -> bool:
+        """Whether a trial with these ``values`` (config) and ``sampled`` parameters draws ``p``."""
         names = {q.name for q in self.params}
         for parent, allowed in (*declared_conditions(p.name), *p.when):
             if parent in names and parent not in sampled:
