@@ -13,8 +13,8 @@ from rxsweep.data.synth.writers import truth_file
 RXSWEEP = str(Path(sys.executable).with_name("rxsweep"))
 
 
-def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([RXSWEEP, *args], capture_output=True, text=True, timeout=timeout)
+def run(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([RXSWEEP, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd)
 
 
 def test_help_lists_every_command_without_importing_ray_or_torch():
@@ -62,7 +62,7 @@ def test_jobs_sweep_py_and_rxsweep_sweep_are_one_command():
     assert job.returncode == cli.returncode == 0, job.stderr + cli.stderr
     assert job.stdout == cli.stdout
     for option in ("--space", "--data", "--storage", "--name", "--resume", "--num-samples", "--max-concurrent",
-                   "--preset"):
+                   "--preset", "--smoke"):
         assert option in cli.stdout
 
 
@@ -72,3 +72,11 @@ def test_a_sweep_name_must_be_one_folder_name(tmp_path, name):
     done = run("sweep", "--space", str(space), "--storage", str(tmp_path / "store"), "--name", name)
     assert done.returncode == 2 and "must be one folder name" in done.stderr, done.stderr
     assert not (tmp_path / "store").exists() and not (tmp_path / "outside").exists()
+
+
+@pytest.mark.parametrize("option, value", [("--storage", "s3:/bucket/rxsweep"), ("--data", "gs:bucket/shards")])
+@pytest.mark.parametrize("smoke", [[], ["--smoke"]])
+def test_a_mistyped_uri_is_refused_before_any_folder_or_data(tmp_path, option, value, smoke):
+    done = run("sweep", option, value, *smoke, cwd=tmp_path)
+    assert done.returncode == 2 and "looks like a URI but is not one" in done.stderr, done.stderr
+    assert list(tmp_path.iterdir()) == []  # no `s3:` folder, no synthetic data generated

@@ -29,6 +29,8 @@ def write(path: Path, text: str) -> None:
 @pytest.mark.parametrize("bad, says", [
     ("ftp://host/x", "unknown scheme ftp://"), ("s3:///no-bucket", "name the bucket"),
     ("file://otherhost/x", "file:///abs/path"), ("gs://bucket/a/../b", "'..'"),
+    ("s3:/bucket/rxsweep", "not one .a URI is s3://bucket/path.; .* ./s3:/bucket/rxsweep"),
+    ("gs:bucket", "looks like a URI"), ("file:/tmp/x", "file://bucket/path"),
 ])
 def test_a_bad_uri_is_refused_with_what_to_write(bad, says):
     with pytest.raises(ValueError, match=says):
@@ -39,6 +41,7 @@ def test_a_uri_keeps_its_form_and_a_path_is_made_absolute(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert locations.normalize("s3://bucket/rxsweep/") == "s3://bucket/rxsweep"
     assert locations.normalize("results") == str(tmp_path / "results")
+    assert locations.normalize("./s3:/b") == str(tmp_path / "s3:" / "b")  # a colon in a folder's name, said so
     assert locations.join("gs://b/sweeps", "tiny", "trials") == "gs://b/sweeps/tiny/trials"
     for escaping in ("../x", "/etc/passwd", "a/../../x"):  # names from metadata stay inside the root
         with pytest.raises(ValueError, match="leaves"):

@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 #: storage_path); any other scheme is refused before work starts.
 SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+#: A scheme-like prefix and a colon: `s3:/bucket` or `gs:bucket` is a mistyped URI, never a folder.
+_MISTYPED = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(?!//)")
 
 
 def is_uri(location: str | Path) -> bool:
@@ -31,6 +33,11 @@ def normalize(location: str | Path) -> str:
     """A local path made absolute, or a URI checked (known scheme, a path) without its trailing '/'.
     Raises ValueError naming what to change."""
     if not is_uri(location):
+        mistyped = _MISTYPED.match(str(location))
+        if mistyped:  # else `--storage s3:/bucket` became a folder named `s3:` and a sweep ran into it
+            scheme = mistyped.group(1)
+            raise ValueError(f"{location}: looks like a URI but is not one (a URI is {scheme}://bucket/path); "
+                             f"a local folder whose name has a colon is written ./{location}")
         return str(Path(location).expanduser().resolve())
     scheme = _SCHEME.match(location).group(1).lower()
     if scheme not in SCHEMES:
