@@ -56,9 +56,13 @@ def decode_site(paths: list[str], root: str, size: int | None, resize_to: int | 
                 array = np.asarray(image)
         except FileNotFoundError:
             return BadSite(path, "image file missing")
+        except Image.DecompressionBombError as exc:  # Pillow's guard (module comment above)
+            return BadSite(path, f"image too large to be a site ({exc})")
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             # Pillow raises OSError for truncated files and SyntaxError/ValueError for broken chunks.
             return BadSite(path, f"image unreadable: {exc}")
+        except Exception as exc:  # any other decoder error is this file's, not the ingest's
+            return BadSite(path, f"image unreadable: {type(exc).__name__}: {exc}")
         channels.append(array.transpose(2, 0, 1) if array.ndim == 3 else array[None])
     return np.ascontiguousarray(np.concatenate(channels, axis=0), dtype=np.uint8)
 
