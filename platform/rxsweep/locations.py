@@ -105,7 +105,11 @@ def read_text(location: str | Path) -> str:
 
 
 def read_json(location: str | Path):
-    return json.loads(read_text(location))
+    """The JSON document at ``location``; a ValueError naming it when it does not parse."""
+    try:
+        return json.loads(read_text(location))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{location}: not valid JSON ({exc})") from None
 
 
 def parquet_file(location: str | Path):

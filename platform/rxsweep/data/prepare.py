@@ -47,6 +47,10 @@ def prepare_data(data: str | Path, storage: str | Path, progress: bool = True) -
         raise ValueError(f"--data {data} holds no {MANIFEST}: a URI must name a shard folder. Ingest the RxRx1 "
                          "images from a local or mounted folder (`rxsweep sweep --data DIR --storage URI` "
                          "ingests them and puts the shards at the URI)")
+    if any(Path(data).glob("shards/*.parquet")):
+        raise ValueError(f"--data {data} is a shard folder without {MANIFEST}: its ingest did not finish, or the folder "
+                         f"was copied without it. Finish it with `rxsweep ingest --data RXRX1_FOLDER --out {data}` "
+                         "(finished shards are kept), or pass the RxRx1 folder itself")
     return _ingest_to(data, locations.join(locations.normalize(storage), "shards", locations.name(data)), progress)
 
 
