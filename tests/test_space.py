@@ -136,6 +136,16 @@ def test_yaml_errors_and_missing_files_are_space_errors(tmp_path):
         parse_space(["lr"], tmp_path / "x.yaml")
 
 
+@pytest.mark.parametrize("text, key, lines", [
+    ("name: t\nparameters:\n  lr: {loguniform: [0.001, 0.01]}\n  lr: {loguniform: [0.1, 1.0]}\n", "lr", (3, 4)),
+    ("name: t\nfixed: {epochs: 3, epochs: 4}\nparameters: {lr: default}\n", "epochs", (2, 2)),
+    ("num_samples: 4\nname: t\nnum_samples: 8\nparameters: {lr: default}\n", "num_samples", (1, 3)),
+])
+def test_a_duplicate_key_is_refused_naming_it_and_both_lines(tmp_path, text, key, lines):
+    with pytest.raises(SpaceError, match=f"duplicate key '{key}': on line {lines[0]} and again on line {lines[1]}"):
+        load_space(write(tmp_path, text))
+
+
 def test_bad_space_fails_in_the_cli_before_ray_starts(tmp_path):
     """The console command exits 2 with one line, fast, and no Ray session was ever created."""
     path = write(tmp_path, "parameters:\n  lr: {uniform: [0.1, 0.01]}")

@@ -30,6 +30,28 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _mapping_without_duplicates(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    """PyYAML keeps the last of two equal keys; a space file with `lr:` twice would run a value its
+    author may not have meant. Refused, naming the key and both lines."""
+    first_line: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:  # an unhashable key: construct_mapping says so
+            continue
+        if key in first_line:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"duplicate key {key!r}: on line {first_line[key] + 1} and again on line "
+                f"{key_node.start_mark.line + 1}", key_node.start_mark)
+        first_line[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
 def safe_load(text: str):
     """Parse YAML text into plain Python values (dict, list, str, int, float, bool, None)."""
     loader = _Loader(text)  # what yaml.safe_load does, with the resolver above
