@@ -80,3 +80,18 @@ def test_a_mistyped_uri_is_refused_before_any_folder_or_data(tmp_path, option, v
     done = run("sweep", option, value, *smoke, cwd=tmp_path)
     assert done.returncode == 2 and "looks like a URI but is not one" in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []  # no `s3:` folder, no synthetic data generated
+
+
+def test_an_os_error_is_one_line_naming_its_path_or_the_removed_working_directory(tmp_path):
+    from rxsweep.cli import describe_error
+
+    assert describe_error(PermissionError(13, "Permission denied", "/shared/results")).endswith(
+        "Permission denied: '/shared/results'")
+    assert describe_error(OSError(28, "No space left on device")).startswith("[Errno 28] No space left on device")
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    said = subprocess.run([sys.executable, "-c", (
+        "import os, sys; from rxsweep.cli import describe_error; os.chdir(sys.argv[1]); os.rmdir(sys.argv[1]); "
+        "print(describe_error(FileNotFoundError(2, 'No such file or directory')))"), str(gone)],
+        capture_output=True, text=True, timeout=60)
+    assert "working directory was removed" in said.stdout, said.stderr

@@ -7,6 +7,7 @@ Imports happen inside the handlers so `rxsweep --help` answers without importing
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -73,12 +74,16 @@ def _sweep(args: argparse.Namespace) -> int:
         shards = prepare_synthetic(storage, preset=args.preset)
     else:
         shards = prepare_data(data, storage)
-    sweep_dir = run_sweep(space, shards, storage=locations.join(storage, "sweeps"),
-                          name=args.name, resume=args.resume,
-                          num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
-                          confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
-                          (EMBEDDED_CONFIRM_SEEDS if embedded else None),
-                          max_concurrent=args.max_concurrent)
+    try:
+        sweep_dir = run_sweep(space, shards, storage=locations.join(storage, "sweeps"),
+                              name=args.name, resume=args.resume,
+                              num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
+                              confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
+                              (EMBEDDED_CONFIRM_SEEDS if embedded else None),
+                              max_concurrent=args.max_concurrent)
+    except Exception:
+        _say_how_to_resume(locations.join(storage, "sweeps", args.name or load_space(space).name))
+        raise
     _print_ranking(sweep_dir, "table")
     report = write_report(sweep_dir)  # computes the verdict first (verdict.json)
     verdict = read_verdict(sweep_dir)
@@ -88,6 +93,21 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"report: {report}")
     print(sweep_dir)
     return 0
+
+
+def _say_how_to_resume(sweep: str) -> None:
+    """After a sweep stopped on an error: where it is and that --resume continues it (when it
+    started and did not finish)."""
+    from rxsweep import locations
+    from rxsweep.tuning import sweep_files
+
+    try:
+        record = locations.read_json(locations.join(sweep, sweep_files.SWEEP_FILE))
+    except (OSError, ValueError):
+        return
+    if not record.get("finished"):
+        print(f"rxsweep sweep: the sweep in {sweep} stopped before it finished; the same command with --resume "
+              "continues it (finished trials are kept, running ones resume from their checkpoints)", file=sys.stderr)
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -291,10 +311,29 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        # Bad input: one clear line, not a traceback. Bugs (other exceptions) keep their traceback.
-        print(f"rxsweep {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:
+        # Bad input or a file system that refused: one clear line, not a traceback. Bugs (other
+        # exceptions) keep their traceback.
+        print(f"rxsweep {args.command}: error: {describe_error(exc)}", file=sys.stderr)
         return 2
+
+
+def describe_error(exc: BaseException) -> str:
+    """The error's message with the path it is about: an OSError raised without its filename
+    (e.g. os.getcwd() in a folder removed under the process) printed a bare
+    "[Errno 2] No such file or directory"."""
+    text = str(exc)
+    if not isinstance(exc, OSError):
+        return text
+    for name in (exc.filename, exc.filename2):
+        if name is not None and str(name) not in text:
+            text += f": {name}"
+    if exc.filename is None:
+        try:
+            os.getcwd()
+        except FileNotFoundError:
+            text += " (this process's working directory was removed; start it from an existing folder)"
+    return text
 
 
 if __name__ == "__main__":
