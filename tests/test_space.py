@@ -208,3 +208,27 @@ def test_the_gpu_study_searches_the_adversary_and_the_domain_sites_as_the_defaul
         params = {p.name: p for p in load_space(REPO / "search_spaces" / name).params}
         assert params["adversary"].values == ("dann", "cdann"), name
         assert params["domain_sites"].values == ("all", "controls"), name
+
+
+def test_resume_compares_the_space_values_not_its_text(tmp_path):
+    """A resumed sweep accepts its space file with new comments or layout, refuses a changed value
+    naming it, and still resumes a sweep whose sweep.json recorded the text's hash (older rxsweep)."""
+    from rxsweep.tuning.sweep import _claim, _write_sweep_file
+
+    def space_in(folder: str, text: str):
+        (tmp_path / folder).mkdir()
+        return load_space(write(tmp_path / folder, text))
+
+    first = space_in("a", VALID)
+    sweep_dir = tmp_path / "sweep"
+    identity = {"space_sha256": first.sha256, "data": "/shards"}
+    _write_sweep_file(sweep_dir, first, identity, finished=False)
+    relaid = space_in("b", "# a new comment\n" + VALID.replace("num_samples: 4", "num_samples:   4    # trials"))
+    assert relaid.text != first.text and relaid.sha256 == first.sha256
+    _claim(sweep_dir, {**identity, "space_sha256": relaid.sha256}, True, relaid)
+    changed = space_in("c", VALID.replace("[1.0e-4, 1.0e-2]", "[1.0e-4, 1.0e-1]"))
+    with pytest.raises(FileExistsError, match=r"other values in its space file \(parameters.lr.loguniform: "
+                                              r"\[0.0001, 0.01\] -> \[0.0001, 0.1\]\)"):
+        _claim(sweep_dir, {**identity, "space_sha256": changed.sha256}, True, changed)
+    _write_sweep_file(sweep_dir, first, {**identity, "space_sha256": first.text_sha256}, finished=False)
+    _claim(sweep_dir, identity, True, first)  # recorded by text, resumed with the same text

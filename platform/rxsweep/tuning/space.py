@@ -16,10 +16,12 @@ and the parameters it depends on were sampled. Spaces are read from YAML and che
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rxsweep import yamlio
 from rxsweep.training.config import TrainConfig, field_specs
 from rxsweep.tuning.objectives import Objective
 
@@ -90,7 +92,18 @@ class SearchSpace:
     text: str = field(repr=False, default="")  # the file as read
 
     @property
+    def values(self) -> dict:
+        """The file's values as read (comments and layout gone): what a resumed sweep compares."""
+        return yamlio.safe_load(self.text) or {}
+
+    @property
     def sha256(self) -> str:
+        """The hash of the file's values: a resume accepts a file whose comments or layout changed."""
+        return hashlib.sha256(json.dumps(self.values, sort_keys=True, default=str).encode()).hexdigest()
+
+    @property
+    def text_sha256(self) -> str:
+        """The hash of the file's text, what sweep.json recorded before rxsweep compared values."""
         return hashlib.sha256(self.text.encode()).hexdigest()
 
     @property

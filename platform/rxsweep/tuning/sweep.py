@@ -96,7 +96,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
         # folder's optuna.db: a resuming driver must stage where the first one did (the default,
         # ~/.cache/rxsweep/staging, is the same path on every machine of one user).
         identity["staging"] = str(sweep_dir)
-    _claim(sweep_dir, identity, resume)
+    _claim(sweep_dir, identity, resume, space)
     previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE) or {}
     if resume and previous.get("finished"):
         _say(echo, f"{sweep_dir}: this sweep finished already; nothing to resume")
@@ -308,7 +308,7 @@ def _init_ray(space: SearchSpace) -> None:
     init_ray(num_cpus=space.trial_resources()["CPU"], log_to_driver=True)
 
 
-def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
+def _claim(sweep_dir: Path, identity: dict, resume: bool, space: SearchSpace) -> None:
     previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE)
     if previous is None:
         if resume:
@@ -320,14 +320,36 @@ def _claim(sweep_dir: Path, identity: dict, resume: bool) -> None:
         state = "a finished" if previous.get("finished") else "an unfinished"
         raise FileExistsError(f"{sweep_dir} holds {state} sweep already; pass --resume to continue it, "
                               "or choose another --name")
-    changed = [k for k, v in identity.items() if previous.get("identity", {}).get(k) != v]
+    before = previous.get("identity", {})
+    changed = [k for k, v in identity.items() if before.get(k) != v
+               and not (k == "space_sha256" and before.get(k) == space.text_sha256)]  # recorded as text's
     if changed == ["staging"]:
         raise FileExistsError(f"this sweep's driver staged it in {previous['identity']['staging']} and this one in "
                               f"{sweep_dir}: resume it with {STAGING_ENV} set as it was then (an empty folder "
                               "is fine: it is pulled from the URI)")
+    if changed == ["space_sha256"]:
+        raise FileExistsError(f"{sweep_dir} was started with other values in its space file ("
+                              f"{_changed_values(sweep_dir, space)}); resume it with the values it started with "
+                              "(comments and layout may change), or choose another --name")
     if changed:
         raise FileExistsError(f"{sweep_dir} was started with another {', '.join(changed)}; resume it with "
                               "the same space file and data, or choose another --name")
+
+
+def _changed_values(sweep_dir: Path, space: SearchSpace) -> str:
+    """'key.path: old -> new' for each value of the space file that differs from the one the sweep
+    started with (its copy, sweep_dir/space.yaml)."""
+    from rxsweep import yamlio
+
+    started = yamlio.safe_load((sweep_dir / sweep_files.SPACE_FILE).read_text()) or {}
+    return "; ".join(f"{key}: {a!r} -> {b!r}" for key, a, b in _diff(started, space.values)) or "unknown"
+
+
+def _diff(a, b, prefix: str = "") -> list[tuple[str, object, object]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for key in sorted(set(a) | set(b), key=str)
+                for d in _diff(a.get(key), b.get(key), f"{prefix}{key}.")]
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
 
 
 def _write_sweep_file(sweep_dir: Path, space: SearchSpace, identity: dict, finished: bool) -> None:
