@@ -95,3 +95,21 @@ def test_an_os_error_is_one_line_naming_its_path_or_the_removed_working_director
         "print(describe_error(FileNotFoundError(2, 'No such file or directory')))"), str(gone)],
         capture_output=True, text=True, timeout=60)
     assert "working directory was removed" in said.stdout, said.stderr
+
+
+def test_a_relative_location_is_said_absolute_and_refused_inside_a_ray_job(tmp_path):
+    """Outside a job, `--data nowhere` is resolved once and said; in a job's environment (what
+    Ray's job supervisor sets: a real `ray job submit` is in tests/test_cluster_sweep.py) it is
+    refused before any work."""
+    import os
+
+    from rxsweep.cluster import JOB_ENV
+
+    space = Path(__file__).resolve().parent / "spaces" / "tiny.yaml"
+    args = [RXSWEEP, "sweep", "--space", str(space), "--storage", str(tmp_path / "store"), "--data", "nowhere"]
+    outside = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert outside.returncode == 2 and f"--data: {tmp_path / 'nowhere'}" in outside.stderr, outside.stderr
+    inside = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                            env={**os.environ, JOB_ENV: "{}"})
+    assert inside.returncode == 2 and "relative path inside a Ray job" in inside.stderr, inside.stderr
+    assert not (tmp_path / "store").exists()

@@ -183,6 +183,13 @@ def test_the_embedded_default_runs_two_trials_at_once_on_a_2_cpu_node_and_answer
     num_cpus, slots = 2, 2
     node = HeadNode(cluster_venv, num_cpus=num_cpus)
     try:
+        # Left out, --storage is the relative `results`: a folder in Ray's copy of the working
+        # directory, one a node, which Ray may delete. Refused before any work, saying what to pass.
+        refused = submit(node, [])
+        logs = node.ray_cli("job", "logs", "--address", node.address, "--follow", refused, timeout=300).stdout
+        assert "--storage results: a relative path inside a Ray job" in logs, logs[-3000:]
+        status = node.ray_cli("job", "status", "--address", node.address, refused)
+        assert f"Job '{refused}' failed" in status.stdout + status.stderr
         storage = tmp_path / "store"
         job = submit(node, ["--storage", str(storage), "--confirm-seeds", "1"])
         log = finish(node, job)

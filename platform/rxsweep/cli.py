@@ -68,8 +68,8 @@ def _sweep(args: argparse.Namespace) -> int:
     load_space(space)  # a bad space file or name fails here, before any data is generated or Ray starts
     if args.name is not None:
         check_name(args.name)
-    storage = locations.normalize(args.storage)  # a bad path or URI fails here too
-    data = None if args.data is None else locations.normalize(args.data)
+    storage = _location("--storage", args.storage)  # a bad path or URI fails here too
+    data = None if args.data is None else _location("--data", args.data)
     if data is None:
         shards = prepare_synthetic(storage, preset=args.preset)
     else:
@@ -93,6 +93,25 @@ def _sweep(args: argparse.Namespace) -> int:
     print(f"report: {report}")
     print(sweep_dir)
     return 0
+
+
+def _location(option: str, value: str) -> str:
+    """A --storage or --data value, checked and absolute (rxsweep.locations.normalize). A relative
+    path is refused inside a Ray job: it names a folder in Ray's copy of the working directory,
+    which differs on every node and which Ray's runtime-env cache may delete. Outside a job it is
+    resolved once here and said."""
+    from rxsweep import locations
+    from rxsweep.cluster import in_ray_job
+
+    location = locations.normalize(value)
+    if locations.is_uri(value) or Path(value).expanduser().is_absolute():
+        return location
+    if in_ray_job():
+        raise ValueError(f"{option} {value}: a relative path inside a Ray job is a folder in Ray's copy of the working "
+                         "directory, a different one on every node, which Ray may delete; pass a path every node "
+                         f"sees ({option} /shared/results) or a URI ({option} s3://bucket/rxsweep)")
+    print(f"{option}: {location}", file=sys.stderr, flush=True)
+    return location
 
 
 def _say_how_to_resume(sweep: str) -> None:
@@ -136,12 +155,12 @@ def _smoke(args: argparse.Namespace) -> int:
                          "leave out --resume and --num-samples")
     space_file = args.space or DEFAULT_SPACE
     load_space(space_file)  # a bad space fails before data or Ray
-    storage = locations.normalize(args.storage)
+    storage = _location("--storage", args.storage)
+    data = None if args.data is None else _location("--data", args.data)
     root = locations.join(storage, "smoke")
     if args.name is not None:
         check_name(args.name)
-    shards = (prepare_synthetic(storage, preset=args.preset) if args.data is None
-              else prepare_data(locations.normalize(args.data), storage))
+    shards = prepare_synthetic(storage, preset=args.preset) if data is None else prepare_data(data, storage)
     init_ray()
     smoke = smoke_space(space_file, ray.cluster_resources(), open_index(shards).image_size)
     print(f"smoke of {space_file}: {len(smoke.rows)} trials cover every value of its choices; changed:\n  "

@@ -32,6 +32,15 @@ API_SERVER_ENV = "RAY_API_SERVER_ADDRESS"
 THREAD_TIMEOUT_ENV, TRIAL_THREAD_TIMEOUT_S = "TUNE_FUNCTION_THREAD_TIMEOUT_S", "60"
 
 
+#: Set by Ray's job supervisor in the environment of a submitted job's entrypoint (`ray job submit`).
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"
+
+
+def in_ray_job() -> bool:
+    """Whether this process is a job's entrypoint started by `ray job submit` (or one of its children)."""
+    return JOB_ENV in os.environ
+
+
 def local_cpus(at_least: float = 0) -> int:
     """Logical CPUs of a local Ray: the machine's cores (two 1-CPU trials side by side on 2 cores,
     as on a cluster node started with `ray start --num-cpus 2`); more when one trial alone asks for
