@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rxsweep import locations
-from rxsweep.mirror import REMOTE_FILE, Mirror, staging_dir
+from rxsweep.mirror import REMOTE_FILE, Mirror, remove, staging_dir
 
 
 def uri(path: Path) -> str:
@@ -77,8 +77,7 @@ def test_push_copies_what_changed_and_deletes_only_what_it_put_there(tmp_path):
     write(local / "metrics.jsonl", "epoch 2\n")  # the same size, another content
     os.utime(local / "metrics.jsonl", ns=(1, 1))
     write(local / "checkpoint_epoch0002/model.pt", "weights 2")
-    (local / "checkpoint_epoch0001/model.pt").unlink()  # pruned
-    (local / "checkpoint_epoch0001").rmdir()
+    remove(local / "checkpoint_epoch0001")  # pruned, as a run prunes its checkpoints
     assert mirror.push() == 2
     assert files(bucket / "trial") == {"metrics.jsonl": "epoch 2\n", "checkpoint_epoch0002/model.pt": "weights 2",
                                        "status.json": "written by the driver"}
@@ -140,3 +139,34 @@ def test_a_push_cut_short_leaves_what_a_writer_killed_then_would_have(tmp_path, 
     monkeypatch.setattr(Mirror, "_upload", upload)
     assert mirror.push() == 4 and sorted(files(bucket / "trial")) == sorted(written)
     assert run_files.checkpoints(bucket / "trial") == [bucket / "trial" / "checkpoint_epoch0002"]
+
+
+def test_a_staging_folder_emptied_behind_the_mirrors_back_deletes_nothing_at_the_uri(tmp_path):
+    """Deletion comes from what the process removed itself (remove()), never from absence: a tmp
+    cleaner or a hand that empties half the staging folder costs nothing at the URI, and the next
+    pull brings the files back."""
+    bucket, local = tmp_path / "bucket", tmp_path / "node-a"
+    for i in range(6):
+        write(local / f"checkpoint_epoch000{i}/state.pt", f"weights {i}")
+    mirror = Mirror(uri(bucket / "trial"), local)
+    assert mirror.push() == 6
+    synced = files(bucket / "trial")
+    for i in range(3):
+        (local / f"checkpoint_epoch000{i}/state.pt").unlink()
+    assert mirror.push() == 0 and files(bucket / "trial") == synced
+    assert mirror.pull() == 3 and files(local) == synced
+
+
+def test_a_pull_refuses_a_key_that_would_land_outside_the_staging_folder(tmp_path):
+    bucket, local, outside = tmp_path / "bucket", tmp_path / "node-a", tmp_path / "outside"
+    write(bucket / "trial/trials/t1/metrics.jsonl", "written at the URI")
+    outside.mkdir()
+    (local / "trials").mkdir(parents=True)
+    (local / "trials" / "t1").symlink_to(outside)  # a symlink in the way
+    with pytest.raises(ValueError, match="refusing to pull key 'trials/t1/metrics.jsonl'"):
+        Mirror(uri(bucket / "trial"), local).pull()
+    assert list(outside.iterdir()) == []
+    mirror = Mirror(uri(bucket / "other"), tmp_path / "node-b")
+    for key in ("../escape.txt", "a/../../escape.txt", "/etc/passwd"):  # keys an object store can hold
+        with pytest.raises(ValueError, match="outside the staging folder"):
+            mirror._inside(key)

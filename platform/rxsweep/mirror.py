@@ -8,9 +8,12 @@ folder (pulled when it starts, so a trial retried on another node resumes its ch
 after every epoch, before Tune hears of it).
 
 A mirror copies only files that changed since it last synced them (size and modification time,
-kept in the staging folder's SYNC_STATE), and deletes on the other side only files it synced
-itself that are gone on its own side: a pruned checkpoint disappears at the URI, while files other
-processes put there (another trial's, Ray Tune's own) are never touched.
+kept in the staging folder's SYNC_STATE). A push deletes at the URI only files this node's
+processes removed themselves through :func:`remove` (recorded in DELETED), never a file only
+because it is missing from the staging folder: a pruned checkpoint disappears at the URI, while a
+staging folder emptied by hand, a tmp cleaner or a full disk costs nothing there (the next pull
+brings the files back), and files other processes put there are never touched. A pull refuses a
+key that would land outside the staging folder (`..`, an absolute key, a symlink in the way).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
+import shutil
+from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from rxsweep import fileio, locations
@@ -28,7 +32,9 @@ STAGING_ENV = "RXSWEEP_STAGING"
 #: In a staging folder: the URI it mirrors, and what was last synced.
 REMOTE_FILE = ".rxsweep-remote"
 SYNC_STATE = ".rxsweep-sync.json"
-OWN_FILES = (REMOTE_FILE, SYNC_STATE)
+#: In a staging folder: files removed through remove() since the last push, to delete at the URI.
+DELETED = ".rxsweep-deleted.json"
+OWN_FILES = (REMOTE_FILE, SYNC_STATE, DELETED)
 
 
 def staging_dir(uri: str) -> Path:
@@ -65,7 +71,7 @@ class Mirror:
             known = state.get(rel)
             if known and known["remote"] == signature:
                 continue
-            target = self.local / rel
+            target = self._inside(rel)
             with fileio.atomic_path(target) as tmp:
                 self._copy(self._fs, f"{self._root}/{rel}", _local_fs(), str(tmp))
             state[rel] = {"remote": signature, "local": _signature(target)}
@@ -94,14 +100,27 @@ class Mirror:
             self._upload(self.local / rel, remote)
             state[rel] = {"local": signature, "remote": _remote_signature(self._fs.get_file_info(remote))}
             copied += 1
-        for rel in [r for r in state if r not in local]:  # deleted here since it was synced
-            self._fs.delete_file(f"{self._root}/{rel}")
-            self._remove_empty_remote_parents(rel)
-            del state[rel]
+        removed = set(fileio.read_json(self.local / DELETED) or [])
+        for rel in [r for r in state if r not in local]:
+            if rel in removed:  # removed here on purpose (remove()) since it was synced
+                self._fs.delete_file(f"{self._root}/{rel}")
+                self._remove_empty_remote_parents(rel)
+            del state[rel]  # else lost here: kept at the URI, and the next pull brings it back
         self._save(state)
+        fileio.write_text(self.local / DELETED, "[]")
         return copied
 
     # ------------------------------------------------------------------------------- internals
+    def _inside(self, rel: str) -> Path:
+        """Where key ``rel`` goes in the staging folder; a ValueError when that is outside it."""
+        pure = PurePosixPath(rel)
+        target = self.local / rel
+        if pure.is_absolute() or ".." in pure.parts or "\\" in rel or not target.resolve().is_relative_to(
+                self.local.resolve()):
+            raise ValueError(f"{self.uri}: refusing to pull key {rel!r}: it would land outside the staging folder "
+                             f"{self.local}")
+        return target
+
     def _skipped(self, rel: str) -> bool:
         name = rel.rsplit("/", 1)[-1]
         return (rel in OWN_FILES or rel.startswith(self.skip) or name.endswith(fileio.TMP_SUFFIX)
@@ -162,6 +181,21 @@ class Mirror:
     def _save(self, state: dict) -> None:
         fileio.write_text(self.local / SYNC_STATE, json.dumps(state, sort_keys=True))
         fileio.write_text(self.local / REMOTE_FILE, self.uri + "\n")
+
+
+def remove(path: str | Path) -> None:
+    """Remove a file or folder of a run or sweep folder. In a staging folder its files are
+    recorded first, so the next push deletes them at the URI too (see the module doc)."""
+    path = Path(path)
+    root = next((p for p in (path, *path.parents) if (p / REMOTE_FILE).is_file()), None)
+    if root is not None and path.exists():
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        removed = set(fileio.read_json(root / DELETED) or []) | {p.relative_to(root).as_posix() for p in files}
+        fileio.write_text(root / DELETED, json.dumps(sorted(removed)))
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _signature(path: Path) -> list:

@@ -26,6 +26,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
+from rxsweep import mirror
 from rxsweep.training import run_files
 
 #: A checkpoint folder being copied into the run folder; renamed when complete, so any
@@ -115,10 +116,10 @@ class InProcessContext:
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(checkpoint_dir, partial)
             if saved.exists():  # an epoch trained again after a crash replaces its checkpoint
-                shutil.rmtree(saved)
+                mirror.remove(saved)
             os.replace(partial, saved)
             for old in run_files.checkpoints(self.run_dir)[:-self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
+                mirror.remove(old)  # and at the URI, when run_dir is a staging copy
         run_files.record_epoch(self.run_dir, metrics, saved)
         self._report(metrics)
 
