@@ -181,3 +181,31 @@ def test_bad_metadata_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="duplicate site"):
         ingest(root, tmp_path / "shards", progress=False)
     assert not (tmp_path / "shards").exists()
+
+
+def test_verify_names_each_shard_that_is_not_what_the_manifest_says(damaged, tmp_path):
+    """`rxsweep verify` (no Ray): the ingest's shards pass; a byte flipped inside one shard's image
+    data (its Parquet footer intact), a shard cut short and a shard gone are each named, exit 1."""
+    import shutil
+
+    _, shards, manifest, _ = damaged
+    rxsweep = str(Path(sys.executable).with_name("rxsweep"))
+    intact = subprocess.run([rxsweep, "verify", str(shards)], capture_output=True, text=True, timeout=120)
+    n = len(manifest["shards"])
+    assert intact.returncode == 0 and f"verify: {n} of {n} shards match the manifest" in intact.stdout, intact.stdout
+
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    flipped, cut, gone = (copy / s["file"] for s in manifest["shards"][:3])
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 3] ^= 0xFF  # inside the image column's pages
+    flipped.write_bytes(bytes(data))
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    gone.unlink()
+    done = subprocess.run([rxsweep, "verify", f"file://{copy}"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr
+    bad = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith("BAD")}
+    names = [s["file"] for s in manifest["shards"][:3]]
+    assert set(bad) == set(names), done.stdout
+    assert "sha256" in bad[names[0]] and "sha256" in bad[names[1]] and "missing" in bad[names[2]]
+    assert f"verify: {n - 3} of {n} shards match the manifest" in done.stdout

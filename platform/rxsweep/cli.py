@@ -1,4 +1,4 @@
-"""`rxsweep synth | ingest | train | sweep | rank | report`: thin wrappers over the library.
+"""`rxsweep synth | ingest | verify | train | sweep | rank | report`: thin wrappers over the library.
 
 Each subcommand parses its arguments and calls one library function; no logic lives here.
 Imports happen inside the handlers so `rxsweep --help` answers without importing Ray or torch.
@@ -196,6 +196,14 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in rows) else 1
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from rxsweep.data.verify import format_checks, verify_shards
+
+    checks = verify_shards(args.data, sample=args.sample)
+    print(format_checks(checks), end="")
+    return 0 if all(c.ok for c in checks) else 1
+
+
 def _rank(args: argparse.Namespace) -> int:
     from rxsweep.analysis.ranking import format_table, rank_sweep
     from rxsweep.tuning.sweep_storage import local_copy
@@ -267,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--layout", default="auto", choices=["auto", "kaggle", "wilds", "rxrx1"])
     ingest.add_argument("--quiet", action="store_true", help="no progress output")
     ingest.set_defaults(handler=_ingest)
+
+    verify = commands.add_parser("verify", help="check every shard against manifest.json (sha256, rows, images)")
+    verify.add_argument("data", help="shard folder from `rxsweep ingest` (a path or a URI)")
+    verify.add_argument("--sample", type=int, default=4, help="row groups a shard whose images are decoded, "
+                                                               "besides its first and last (default: 4)")
+    verify.set_defaults(handler=_verify)
 
     train = commands.add_parser("train", help="one training run (Ray Train, no Tune)")
     train.add_argument("--data", required=True, type=Path, help="shard folder from `rxsweep ingest`")
