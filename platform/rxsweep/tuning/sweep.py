@@ -97,6 +97,8 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
         # ~/.cache/rxsweep/staging, is the same path on every machine of one user).
         identity["staging"] = str(sweep_dir)
     _claim(sweep_dir, identity, resume, space)
+    if fileio.remove_stale_tmp(sweep_dir):
+        _say(echo, f"{sweep_dir}: removed the temporary files of writers killed earlier")
     previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE) or {}
     if resume and previous.get("finished"):
         _say(echo, f"{sweep_dir}: this sweep finished already; nothing to resume")
