@@ -170,3 +170,21 @@ def test_a_pull_refuses_a_key_that_would_land_outside_the_staging_folder(tmp_pat
     for key in ("../escape.txt", "a/../../escape.txt", "/etc/passwd"):  # keys an object store can hold
         with pytest.raises(ValueError, match="outside the staging folder"):
             mirror._inside(key)
+
+
+def test_clean_staging_removes_only_folders_whose_files_are_all_at_their_uri(tmp_path):
+    from rxsweep.mirror import clean_staging
+
+    bucket, root = tmp_path / "bucket", tmp_path / "staging"
+    done, unpushed, changed = (Mirror(uri(bucket / name), root / name) for name in ("done", "unpushed", "changed"))
+    for mirror in (done, unpushed, changed):
+        write(mirror.local / "metrics.jsonl", "epoch 1\n")
+        mirror.push()
+    write(unpushed.local / "checkpoint_epoch0002/state.pt", "not at the URI yet")
+    write(bucket / "changed" / "metrics.jsonl", "epoch 1\nepoch 2 from another node\n")
+    recent = {folder.name: why for folder, _, why in clean_staging(root)}  # a sweep may be running in them
+    assert all("written recently" in why for why in recent.values()) and len(recent) == 3
+    kept = {folder.name: why for folder, _, why in clean_staging(root, idle_s=0)}
+    assert kept["done"] is None and not (root / "done").exists()
+    assert "not pushed" in kept["unpushed"] and "differ at" in kept["changed"]
+    assert files(bucket / "done") == {"metrics.jsonl": "epoch 1\n"}  # the URI keeps everything

@@ -1,4 +1,4 @@
-"""`rxsweep synth | ingest | verify | train | sweep | rank | report`: thin wrappers over the library.
+"""`rxsweep synth | ingest | verify | train | sweep | rank | report | clean-staging`: thin wrappers over the library.
 
 Each subcommand parses its arguments and calls one library function; no logic lives here.
 Imports happen inside the handlers so `rxsweep --help` answers without importing Ray or torch.
@@ -204,6 +204,18 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
+def _clean_staging(args: argparse.Namespace) -> int:
+    from rxsweep.mirror import clean_staging, staging_root
+
+    folders = clean_staging(args.root)
+    for folder, size, why in folders:
+        print(f"{'removed' if why is None else 'kept':8} {size / 2**20:9.1f} MiB  {folder}" + (f"  ({why})" if why else ""))
+    freed = sum(size for _, size, why in folders if why is None)
+    print(f"clean-staging: {sum(why is None for *_, why in folders)} of {len(folders)} staging folders under "
+          f"{args.root or staging_root()} removed, {freed / 2**20:.1f} MiB freed")
+    return 0
+
+
 def _rank(args: argparse.Namespace) -> int:
     from rxsweep.analysis.ranking import format_table, rank_sweep
     from rxsweep.tuning.sweep_storage import local_copy
@@ -281,6 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--sample", type=int, default=4, help="row groups a shard whose images are decoded, "
                                                                "besides its first and last (default: 4)")
     verify.set_defaults(handler=_verify)
+
+    clean = commands.add_parser("clean-staging", help="remove local staging copies whose files are all at their URI")
+    clean.add_argument("--root", type=Path, default=None,
+                       help="staging root (default: $RXSWEEP_STAGING or ~/.cache/rxsweep/staging)")
+    clean.set_defaults(handler=_clean_staging)
 
     train = commands.add_parser("train", help="one training run (Ray Train, no Tune)")
     train.add_argument("--data", required=True, type=Path, help="shard folder from `rxsweep ingest`")

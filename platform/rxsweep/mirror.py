@@ -39,9 +39,8 @@ OWN_FILES = (REMOTE_FILE, SYNC_STATE, DELETED)
 
 def staging_dir(uri: str) -> Path:
     """This node's staging folder of ``uri``: the same on every call, one a URI."""
-    root = Path(os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "rxsweep" / "staging").expanduser()
     digest = hashlib.sha256(uri.encode()).hexdigest()[:16]
-    return root.resolve() / f"{locations.name(uri) or 'root'}-{digest}"
+    return staging_root() / f"{locations.name(uri) or 'root'}-{digest}"
 
 
 class Mirror:
@@ -181,6 +180,44 @@ class Mirror:
     def _save(self, state: dict) -> None:
         fileio.write_text(self.local / SYNC_STATE, json.dumps(state, sort_keys=True))
         fileio.write_text(self.local / REMOTE_FILE, self.uri + "\n")
+
+
+def staging_root() -> Path:
+    """This node's staging root: RXSWEEP_STAGING, else ~/.cache/rxsweep/staging."""
+    return Path(os.environ.get(STAGING_ENV) or Path.home() / ".cache" / "rxsweep" / "staging").expanduser().resolve()
+
+
+def clean_staging(root: str | Path | None = None, idle_s: float = 600.0) -> list[tuple[Path, int, str | None]]:
+    """Remove the staging folders under ``root`` (default: staging_root()) whose every file is at
+    its URI as it is here: pushed, and unchanged there since. A folder with a file not pushed, one
+    changed at the URI, or a file written in the last ``idle_s`` seconds (a sweep may be running
+    in it) is kept. Returns (folder, bytes, why kept or None when removed), one a staging folder."""
+    import time
+
+    out = []
+    for folder in sorted(Path(root or staging_root()).glob("*/")):
+        mirror = Mirror.of(folder)
+        if mirror is None:
+            continue
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        out.append((folder, size, _kept_because(mirror, time.time() - idle_s)))
+        if out[-1][2] is None:
+            shutil.rmtree(folder)
+    return out
+
+
+def _kept_because(mirror: Mirror, idle_since: float) -> str | None:
+    state, local = mirror._state(), mirror._local_files()
+    if any(p.stat().st_mtime > idle_since for p in mirror.local.rglob("*") if p.is_file()):
+        return "written recently (a sweep may be running in it)"
+    unpushed = [rel for rel, signature in local.items() if state.get(rel, {}).get("local") != signature]
+    if unpushed:
+        return f"{len(unpushed)} file(s) not pushed, e.g. {unpushed[0]}"
+    remote = mirror._remote_files()
+    changed = [rel for rel in local if remote.get(rel) != state[rel]["remote"]]
+    if changed:
+        return f"{len(changed)} file(s) differ at {mirror.uri}, e.g. {changed[0]}"
+    return None
 
 
 def remove(path: str | Path) -> None:
