@@ -139,3 +139,22 @@ def test_a_streamed_run_completes_with_an_object_store_far_smaller_than_the_spli
         assert 1 <= epoch["batch_experiments"] <= epoch["batch_plates"]
     assert history[1]["ar_ess"] < 1  # epoch 2 was drawn by weights, not uniformly
     assert math.isfinite(final["train_loss"])
+
+
+def test_a_damaged_shard_is_named_with_the_command_that_checks_them_all(shards, tmp_path):
+    """Image pages zeroed behind an intact footer and manifest: the stream stops on that shard,
+    naming it, its row group and `rxsweep verify` of the folder (not pyarrow's words alone)."""
+    import shutil
+
+    from rxsweep.data.errors import ShardReadError
+
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    index = with_splits(open_shards(copy), SPEC)
+    damaged = sorted((copy / "shards").glob("*.parquet"))[0]
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 4: len(data) // 4 + 4096] = bytes(4096)
+    damaged.write_bytes(bytes(data))
+    sites = index.table.index[index.table["shard"] == f"shards/{damaged.name}"].to_numpy()
+    with pytest.raises(ShardReadError, match=rf"{damaged}: row group 0 cannot be read .* `rxsweep verify {copy}`"):
+        _epoch(ShardStream(index, sites, buffer_bytes=1 << 24, threads=1), 1)

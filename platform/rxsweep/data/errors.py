@@ -23,3 +23,21 @@ def bad_rows_error(path: Path, column: str, rows: list[int], values: list, expec
     return SiteTableError(
         f"{path}: column {column!r} must be {expected}; bad values at " + "; ".join(shown) + more
     )
+
+
+class ShardReadError(OSError):
+    """A shard that cannot be read where the manifest says it is: named, with the check to run."""
+
+
+def read_row_group(parquet, path: str, group: int, **kwargs):
+    """``parquet.read_row_group(group, **kwargs)``; a damaged shard raises ShardReadError naming
+    the shard, the row group and `rxsweep verify` on its folder (a trial that errored said only
+    what pyarrow said, without the file)."""
+    import pyarrow as pa
+
+    try:
+        return parquet.read_row_group(group, **kwargs)
+    except (OSError, pa.ArrowException) as exc:
+        folder = path.rsplit("/", 2)[0]  # SHARDS/shards/NAME.parquet -> SHARDS
+        raise ShardReadError(f"{path}: row group {group} cannot be read ({exc}); check every shard with "
+                             f"`rxsweep verify {folder}`") from exc

@@ -19,6 +19,7 @@ from ray.data import Datasource, ReadTask
 from ray.data.block import BlockMetadata
 
 from rxsweep import locations
+from rxsweep.data.errors import read_row_group
 
 
 class ShardDatasource(Datasource):
@@ -58,7 +59,7 @@ def read_shard(path: str, rows: np.ndarray, values: dict[str, np.ndarray], colum
         size = shard.metadata.row_group(group).num_rows
         in_group = (rows >= start) & (rows < start + size)
         if in_group.any():
-            table = shard.read_row_group(group, columns=columns)
+            table = read_row_group(shard, path, group, columns=columns)
             if in_group.sum() < size:  # decode the group once, copy out only the wanted rows
                 table = table.take(pa.array(rows[in_group] - start))
             yield encode(table, {name: v[in_group] for name, v in values.items()})

@@ -38,6 +38,7 @@ from typing import Iterator
 import numpy as np
 
 from rxsweep import locations
+from rxsweep.data.errors import read_row_group
 from rxsweep.data.image_column import to_numpy
 from rxsweep.data.stream import TREATMENT, ShardIndex
 from rxsweep.data.weighted_batches import weighted_batches
@@ -127,8 +128,8 @@ class ShardStream:
         return len(group.rows) * self.site_bytes
 
     def _read(self, group: RowGroup) -> dict[str, np.ndarray]:
-        table = locations.parquet_file(group.path).read_row_group(group.group, columns=["site_id", "image"],
-                                                           use_threads=False)
+        table = read_row_group(locations.parquet_file(group.path), group.path, group.group,
+                               columns=["site_id", "image"], use_threads=False)
         if len(group.rows) < table.num_rows:
             table = table.take(group.rows)
         if table["site_id"].to_pylist() != self.site_ids[group.site_index].tolist():
