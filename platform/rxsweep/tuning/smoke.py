@@ -58,7 +58,7 @@ def smoke_space(space_file: str | Path, cluster: dict, image_size: int | None = 
     ``image_size``: the shards' image edge (the crop is at most that). SpaceError when the cluster
     cannot hold one smoke trial."""
     space = load_space(space_file)
-    raw = yamlio.safe_load(space.text) or {}
+    raw = space.values
     base = space.base_config()
     changes: list[str] = []
 
