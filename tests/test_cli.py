@@ -107,9 +107,9 @@ def test_a_relative_location_is_said_absolute_and_refused_inside_a_ray_job(tmp_p
 
     space = Path(__file__).resolve().parent / "spaces" / "tiny.yaml"
     args = [RXSWEEP, "sweep", "--space", str(space), "--storage", str(tmp_path / "store"), "--data", "nowhere"]
-    outside = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
-    assert outside.returncode == 2 and f"--data: {tmp_path / 'nowhere'}" in outside.stderr, outside.stderr
     inside = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path,
                             env={**os.environ, JOB_ENV: "{}"})
     assert inside.returncode == 2 and "relative path inside a Ray job" in inside.stderr, inside.stderr
-    assert not (tmp_path / "store").exists()
+    assert not (tmp_path / "store").exists()  # refused before the storage was touched
+    outside = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert outside.returncode == 2 and f"--data: {tmp_path / 'nowhere'}" in outside.stderr, outside.stderr

@@ -57,6 +57,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from rxsweep.analysis.report import write_report
     from rxsweep.analysis.verdict import headline_text, read_verdict
     from rxsweep.data.prepare import prepare_data, prepare_synthetic
+    from rxsweep.stages import stage
     from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import check_name, run_sweep
     from rxsweep.tuning.sweep_storage import push_sweep
@@ -68,31 +69,43 @@ def _sweep(args: argparse.Namespace) -> int:
     load_space(space)  # a bad space file or name fails here, before any data is generated or Ray starts
     if args.name is not None:
         check_name(args.name)
-    storage = _location("--storage", args.storage)  # a bad path or URI fails here too
-    data = None if args.data is None else _location("--data", args.data)
-    if data is None:
-        shards = prepare_synthetic(storage, preset=args.preset)
-    else:
-        shards = prepare_data(data, storage)
+    storage, data = _locations(args)  # a bad path or URI, or one this process may not use, fails here too
+    with stage("data (synthetic)" if data is None else "data"):
+        shards = prepare_synthetic(storage, preset=args.preset) if data is None else prepare_data(data, storage)
     try:
-        sweep_dir = run_sweep(space, shards, storage=locations.join(storage, "sweeps"),
-                              name=args.name, resume=args.resume,
-                              num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
-                              confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
-                              (EMBEDDED_CONFIRM_SEEDS if embedded else None),
-                              max_concurrent=args.max_concurrent)
+        with stage("sweep"):
+            sweep_dir = run_sweep(space, shards, storage=locations.join(storage, "sweeps"),
+                                  name=args.name, resume=args.resume,
+                                  num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
+                                  confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
+                                  (EMBEDDED_CONFIRM_SEEDS if embedded else None),
+                                  max_concurrent=args.max_concurrent)
     except Exception:
         _say_how_to_resume(locations.join(storage, "sweeps", args.name or load_space(space).name))
         raise
-    _print_ranking(sweep_dir, "table")
-    report = write_report(sweep_dir)  # computes the verdict first (verdict.json)
-    verdict = read_verdict(sweep_dir)
-    if verdict is not None:
-        print(headline_text(verdict))
-    push_sweep(sweep_dir)  # at a URI: the report and verdict go there too
+    with stage("ranking, verdict and report (the sweep itself finished)"):
+        _print_ranking(sweep_dir, "table")
+        report = write_report(sweep_dir)  # computes the verdict first (verdict.json)
+        verdict = read_verdict(sweep_dir)
+        if verdict is not None:
+            print(headline_text(verdict))
+        push_sweep(sweep_dir)  # at a URI: the report and verdict go there too
     print(f"report: {report}")
     print(sweep_dir)
     return 0
+
+
+def _locations(args: argparse.Namespace) -> tuple[str, str | None]:
+    """--storage and --data: both checked (_location) before either is touched, then tried (this
+    process may write the storage and read the data: rxsweep.locations.check_access)."""
+    from rxsweep import locations
+
+    storage = _location("--storage", args.storage)
+    data = None if args.data is None else _location("--data", args.data)
+    locations.check_access(storage, "--storage", write=True)
+    if data is not None:
+        locations.check_access(data, "--data", write=False)
+    return storage, data
 
 
 def _location(option: str, value: str) -> str:
@@ -155,8 +168,7 @@ def _smoke(args: argparse.Namespace) -> int:
                          "leave out --resume and --num-samples")
     space_file = args.space or DEFAULT_SPACE
     load_space(space_file)  # a bad space fails before data or Ray
-    storage = _location("--storage", args.storage)
-    data = None if args.data is None else _location("--data", args.data)
+    storage, data = _locations(args)
     root = locations.join(storage, "smoke")
     if args.name is not None:
         check_name(args.name)
@@ -369,20 +381,23 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def describe_error(exc: BaseException) -> str:
-    """The error's message with the path it is about: an OSError raised without its filename
-    (e.g. os.getcwd() in a folder removed under the process) printed a bare
-    "[Errno 2] No such file or directory"."""
+    """The error's message with the path it is about and the stage it stopped (rxsweep.stages):
+    an OSError raised without its filename (e.g. os.getcwd() in a folder removed under the
+    process) printed a bare "[Errno 2] No such file or directory"."""
+    from rxsweep.stages import stage_of
+
     text = str(exc)
-    if not isinstance(exc, OSError):
-        return text
-    for name in (exc.filename, exc.filename2):
-        if name is not None and str(name) not in text:
-            text += f": {name}"
-    if exc.filename is None:
-        try:
-            os.getcwd()
-        except FileNotFoundError:
-            text += " (this process's working directory was removed; start it from an existing folder)"
+    if isinstance(exc, OSError):
+        for name in (exc.filename, exc.filename2):
+            if name is not None and str(name) not in text:
+                text += f": {name}"
+        if exc.filename is None:
+            try:
+                os.getcwd()
+            except FileNotFoundError:
+                text += " (this process's working directory was removed; start it from an existing folder)"
+    if stage_of(exc) is not None:
+        text += f" [stage: {stage_of(exc)}]"
     return text
 
 

@@ -6,13 +6,15 @@ shard index): a resolved absolute path, or a URI without a trailing slash. Shard
 place through these helpers (no copy: a row group is a range read); a sweep folder at a URI is
 written in a local staging folder and mirrored there (rxsweep.mirror).
 
-Nothing here contacts a remote store until a file is opened: checking a location only parses it.
+Nothing here contacts a remote store until a file is opened or check_access() asks: normalize()
+only parses a location.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
@@ -96,6 +98,46 @@ def exists(location: str | Path) -> bool:
 
     filesystem_, path = filesystem(location)
     return filesystem_.get_file_info(path).type != fs.FileType.NotFound
+
+
+#: Words in a filesystem's error that mean the credentials or the permissions said no.
+_DENIED = ("ACCESS_DENIED", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+           "Permission denied", "Operation not permitted", "PERMISSION_DENIED", "Forbidden", "credentials", "Unauthenticated")
+
+
+def check_access(location: str | Path, what: str, write: bool) -> None:
+    """Fail now, in one line naming ``what`` (e.g. "--storage"), the location and what was refused,
+    when this process cannot list ``location`` or (``write``) create a file in it: at a URI with
+    wrong credentials, a missing bucket or no permission, the first write otherwise came after
+    minutes of data preparation. Writing creates the folder and a probe file, then removes the probe."""
+    filesystem_, path = filesystem(location)
+    try:
+        if write:
+            filesystem_.create_dir(path, recursive=True)
+            probe = f"{path.rstrip('/')}/.rxsweep-access-{os.getpid()}"
+            with filesystem_.open_output_stream(probe) as out:
+                out.write(b"rxsweep checks it may write here\n")
+            filesystem_.delete_file(probe)
+        else:
+            filesystem_.get_file_info(path)
+    except OSError as exc:
+        action = "cannot write there" if write else "cannot read it"
+        verb, hint = "write" if write else "read", ""
+        if any(word in str(exc) for word in _DENIED) and is_uri(location) and not str(location).startswith("file:"):
+            hint = ("; check the credentials this process sees (for s3:// AWS_ACCESS_KEY_ID/AWS_PROFILE or the "
+                    f"node's role, for gs:// GOOGLE_APPLICATION_CREDENTIALS) and that they may {verb} there")
+        elif any(word in str(exc) for word in _DENIED):
+            hint = f"; check that this user ({_user()}) may {verb} there"
+        raise OSError(f"{what} {location}: {action}: {exc}{hint}") from None
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def read_text(location: str | Path) -> str:
