@@ -211,6 +211,67 @@ def test_killed_sweep_driver_resumes_with_every_trial_exactly_once(at_uri, tiny_
     assert from_uri == capsys.readouterr().out and first.name in from_uri
 
 
+STOPPED_SPACE = """
+name: stopped
+objectives: [heldout_val_acc]
+num_samples: 1
+seed: 0
+scheduler: {type: fifo}
+resources: {workers: 1, cpus_per_worker: 1}
+confirm: {seeds: 1}
+fixed: {epochs: 2, batch_size: 32, max_steps_per_epoch: 4, embedding_dim: 64, domain_width: 128,
+        n_val_per_cell_type: 2, n_test_per_cell_type: 1}
+parameters:
+  lr: {loguniform: [1.0e-3, 1.0e-2]}
+"""
+
+
+def test_a_sweep_its_storage_stopped_names_the_path_and_stage_and_resume_continues_it(tiny_sweep, tmp_path):
+    """The sweep folder refuses new entries once the search runs (mode 0555, and immutable for
+    root, whom no mode bit stops): the sweep stops with one line naming the path and the stage,
+    and says that --resume continues it; once writable again, --resume does."""
+    sweep_dir = tmp_path / "store" / "sweeps" / "stopped"
+    (tmp_path / "space.yaml").write_text(STOPPED_SPACE)
+    args = ["--space", str(tmp_path / "space.yaml"), "--data", str(shards_of(tiny_sweep)),
+            "--storage", str(tmp_path / "store")]
+    tmpdir = ray_tmpdir()
+    env = {**os.environ, "RAY_TMPDIR": tmpdir}
+    immutable = os.geteuid() == 0
+
+    def lock(on: bool) -> None:
+        if on:
+            sweep_dir.chmod(0o555)
+        if immutable:
+            subprocess.run(["chattr", "+i" if on else "-i", str(sweep_dir)], check=True)
+        if not on:
+            sweep_dir.chmod(0o755)
+
+    log = tmp_path / "first.log"
+    proc = start_sweep(args, env, log)
+    try:
+        wait_for(lambda: list((sweep_dir / sweep_files.TRIALS_DIR).glob("*/" + run_files.METRICS_FILE)), 600,
+                 "the search's first epoch", proc, log)
+        lock(True)
+        proc.wait(timeout=600)
+    finally:
+        kill_tree(proc)
+        stop_ray_under(tmpdir)
+        if sweep_dir.exists():
+            lock(False)
+    said = log.read_text()
+    errors = [line for line in said.splitlines() if "error:" in line and line.startswith("rxsweep")]
+    assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in said, said[-4000:]
+    assert str(sweep_dir) in errors[0] and "[stage: " in errors[0], errors[0]
+    assert f"the sweep in {sweep_dir} stopped before it finished; the same command with --resume continues it" in said
+
+    resumed = subprocess.run([sys.executable, str(SWEEP_JOB), *args, "--resume"], capture_output=True, text=True,
+                             env=env, timeout=900)
+    stop_ray_under(tmpdir)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    sweep = load_sweep(sweep_dir)
+    assert sweep.finished and [t.status for t in [*sweep.trials, *sweep.confirm]] == ["completed"] * 2
+
+
 # ------------------------------------------- ray job submit, and a Train worker killed mid-trial
 
 @pytest.fixture(scope="module")

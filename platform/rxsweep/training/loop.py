@@ -106,6 +106,14 @@ def run_worker_loop(config: dict, ctx) -> None:
         start_epoch, step = state["epoch"] + 1, state["step"]
         if resampler is not None:
             resampler.load(state.get("resampling"))
+    if state is not None and start_epoch > cfg.epochs and history:
+        # Every epoch is trained and checkpointed, but the last one's report may never have
+        # reached Tune (its driver failed, or the process was killed between checkpoint and
+        # report): Tune would end the run as stopped early at the epoch it last heard of. Say the
+        # last epoch again, as recorded (its metrics.jsonl line is rewritten identical); nothing
+        # is trained again.
+        ctx.report(history[-1], None, cfg.epochs)
+        return
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     raw = model

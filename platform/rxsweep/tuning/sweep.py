@@ -19,12 +19,14 @@ from typing import Any
 
 from rxsweep import __version__, fileio, locations
 from rxsweep.mirror import OWN_FILES, STAGING_ENV
+from rxsweep.stages import stage
 from rxsweep.training.config import ConfigError
 from rxsweep.training.plan import RunPlan, open_index, preflight
 from rxsweep.tuning import sweep_files
 from rxsweep.tuning.space import SearchSpace, SpaceError
 from rxsweep.tuning.space_yaml import load_space
 from rxsweep.tuning.sweep_storage import SweepStorage
+from rxsweep.tuning.tune_errors import fit
 
 #: Seconds between Tune's saves of the experiment state (Ray's default is at least 10 s). A sweep
 #: killed between two saves forgets the trials it started in between; they are marked `lost`.
@@ -126,13 +128,15 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     tuner = _tuner(storage, space, data, shared, concurrency, resume, echo, run_trial,
                    search_alg=make_searcher(space, sweep_dir / sweep_files.OPTUNA_DB), scheduler=_scheduler(space),
                    num_samples=space.num_samples)
-    results = tuner.fit()
-    storage.pull()  # the trials' own records, pushed from their nodes
-    known = {r.metrics.get("trial_id") for r in results} | {_trial_id_of(r) for r in results}
-    mark_lost_trials(sweep_dir, known)
+    with stage("search"):
+        results = fit(tuner, sweep_dir)
+        storage.pull()  # the trials' own records, pushed from their nodes
+        known = {r.metrics.get("trial_id") for r in results} | {_trial_id_of(r) for r in results}
+        mark_lost_trials(sweep_dir, known)
     if space.confirm_seeds:
-        _confirm(storage, space, data, shared, concurrency, resume, echo)
-        storage.pull()
+        with stage("confirmation runs (after the search)"):
+            _confirm(storage, space, data, shared, concurrency, resume, echo)
+            storage.pull()
     _write_sweep_file(sweep_dir, space, identity, finished=True)
     storage.push()
     return sweep_dir
@@ -230,7 +234,7 @@ def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: Share
         return
     tuner = _tuner(storage.folder(sweep_files.CONFIRM_DIR), space, data, shared, min(concurrency, len(runs)), resume, echo,
                    run_confirm_trial, param_space={RUN_KEY: tune.grid_search([r[RUN_KEY] for r in runs])})
-    results = tuner.fit()
+    results = fit(tuner, sweep_dir)
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds, results)
 
 
