@@ -39,10 +39,13 @@ class EpochLedger:
 
 
 def unparseable_records(sweep_dir: Path) -> list[str]:
-    """Every JSON and JSON-lines record under the sweep folder that does not parse whole."""
+    """Every JSON and JSON-lines record rxsweep wrote under the sweep folder that does not parse
+    whole. Tune's own folders (tune/, confirm/tune/) are Tune's formats (result.json is JSON lines,
+    search_gen_state-*.json a pickle): Tune reads them back on --resume, which is their test."""
     bad = []
     for path in sorted(sweep_dir.rglob("*.json*")):
-        if path.name.endswith(fileio.TMP_SUFFIX) or not path.is_file():
+        if path.name.endswith(fileio.TMP_SUFFIX) or not path.is_file() or \
+                sweep_files.TUNE_DIR in path.relative_to(sweep_dir).parts:
             continue
         try:
             if path.suffix == ".jsonl":
@@ -87,6 +90,10 @@ def audit(sweep_dir: Path, ledger: EpochLedger | None = None, epochs: int | None
         "epochs": sum(len(t.history) for t in runs.values()),
         "epochs_missing": missing, "epochs_twice": twice, "epochs_trained_again": changed,
         "unparseable_records": bad,
+        "records_checked": sum(1 for p in sweep_dir.rglob("*.json*") if sweep_files.TUNE_DIR not in
+                               p.relative_to(sweep_dir).parts and not p.name.endswith(fileio.TMP_SUFFIX)),
+        # partial uploads of killed pushes: never read (a mirror skips *.tmp), left at the URI
+        "partial_uploads_left": len(list(sweep_dir.rglob("*" + fileio.TMP_SUFFIX))),
         "verdict": (sweep_dir / sweep_files.VERDICT_FILE).is_file() and (sweep_dir / REPORT_FILE).is_file(),
         "records_lost": len(missing) + len(twice) + len(changed) + len(bad),
     }
