@@ -141,6 +141,17 @@ def test_a_push_cut_short_leaves_what_a_writer_killed_then_would_have(tmp_path, 
     assert run_files.checkpoints(bucket / "trial") == [bucket / "trial" / "checkpoint_epoch0002"]
 
 
+def test_a_partial_upload_left_by_a_killed_push_goes_when_its_file_is_pushed_whole(tmp_path):
+    bucket, local = tmp_path / "bucket", tmp_path / "node-a"
+    write(bucket / "trial/checkpoint_epoch0002/state.pt.4242.tmp", "the first MB of a killed upload")
+    write(bucket / "trial/other.pt.4242.tmp", "another file's partial, not pushed now")
+    write(local / "checkpoint_epoch0002/state.pt", "weights 2")
+    mirror = Mirror(uri(bucket / "trial"), local)
+    assert mirror.push() == 1
+    assert files(bucket / "trial") == {"checkpoint_epoch0002/state.pt": "weights 2",
+                                       "other.pt.4242.tmp": "another file's partial, not pushed now"}
+
+
 def test_a_staging_folder_emptied_behind_the_mirrors_back_deletes_nothing_at_the_uri(tmp_path):
     """Deletion comes from what the process removed itself (remove()), never from absence: a tmp
     cleaner or a hand that empties half the staging folder costs nothing at the URI, and the next

@@ -167,6 +167,11 @@ class Mirror:
         partial = f"{remote}.{os.getpid()}{fileio.TMP_SUFFIX}"
         self._copy(_local_fs(), str(path), self._fs, partial)
         self._fs.move(partial, remote)
+        # A push killed mid-file left its partial (NAME.PID.tmp, never read: _skipped). One
+        # process at a time writes a folder's file, so once NAME is whole its partials are litter
+        # (bench/chaos.py found 1-3 MB ones beside checkpoints).
+        for stale in Path(remote).parent.glob(f"{Path(remote).name}.*{fileio.TMP_SUFFIX}"):
+            stale.unlink(missing_ok=True)
 
     @staticmethod
     def _copy(source_fs, source: str, destination_fs, destination: str) -> None:
