@@ -130,9 +130,9 @@ def headline(table: pd.DataFrame, verdict: dict | None = None) -> str:
 
 
 def verdict_html(verdict: dict) -> str:
-    """The verdict as a table (one row an arm: mean [interval] of each metric, the word against
-    ERM) under its one-paragraph answer."""
-    lines = [html.escape(line) for line in headline_text(verdict).splitlines()]
+    """The verdict's one-sentence summary first, then the verdict as a table (one row an arm: mean
+    [interval] of each metric, the word against ERM) under its one-paragraph answer."""
+    summary, *lines = [html.escape(line) for line in headline_text(verdict).splitlines()]
     metrics = [*verdict["metrics"], *verdict.get("reported", [])]  # reported: shown, not judged
     head = "".join(f"<th>{html.escape(m)}</th>" for m in metrics)
     body = []
@@ -148,7 +148,8 @@ def verdict_html(verdict: dict) -> str:
                  if arm["method"] != "features" else "deterministic")
         body.append(f"<tr data-arm='{html.escape(arm['method'])}'><td style='text-align:left'>"
                     f"{html.escape(arm['name'])}</td><td>{seeds}</td>{''.join(cells)}</tr>")
-    return (f"<p>{lines[0]}</p><ul>{''.join(f'<li>{line}</li>' for line in lines[1:])}</ul>"
+    return (f"<p id='verdict-summary'><b>{summary}</b></p>"
+            f"<p>{lines[0]}</p><ul>{''.join(f'<li>{line}</li>' for line in lines[1:])}</ul>"
             f"<table id='verdict'><tr><th>method</th><th>runs</th>{head}</tr>{''.join(body)}</table>"
             "<p class='note'>Mean over seeds on the held-out test experiments [95% bootstrap interval over "
             "seeds and siRNAs, and experiments where a cell type has 3 or more], sd: the seeds' standard "

@@ -30,7 +30,8 @@ confirmation run, so the luck that won the search does not reach the test number
 and trial ids, the number of search trials of its method, and for each metric mean, lo, hi,
 seed_values, seed_sd, the word against ERM (None for ERM itself) and the test behind it
 (difference: estimate, se, p, p_holm). At its top: the search's seeds, n_boot, level, alpha,
-the correction and the number of words it covers, and which levels were resampled.
+the correction and the number of words it covers, which levels were resampled, and ``summary``:
+the answer in one sentence, made of those words only (rxsweep.analysis.verdict_summary).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import pandas as pd
 from rxsweep import fileio
 from rxsweep.analysis.judging import LEVEL, METRICS, N_BOOT, REPORTED, arm_bootstrap, arm_metrics, judge, score_tables
 from rxsweep.analysis.sweep_folder import Sweep, load_sweep
+from rxsweep.analysis.verdict_summary import summary_sentence
 from rxsweep.metrics.embedding_scores import read_embeddings
 from rxsweep.metrics.intervals import ALPHA, MIN_EXPERIMENTS_TO_RESAMPLE
 from rxsweep.tuning import sweep_files
@@ -120,7 +122,8 @@ def compute_verdict(sweep: Sweep | str | Path, n_boot: int = N_BOOT, level: floa
     arms = arms_of(sweep)
     erm = next((a for a in arms if a.method == "erm"), None)
     if erm is None:
-        return {"split": SPLIT, "arms": [], "note": "no completed ERM confirmation run: nothing to compare against"}
+        return _summarised({"split": SPLIT, "arms": [],
+                            "note": "no completed ERM confirmation run: nothing to compare against"})
     tables = [(t, a.correction, s) for a in arms for t, s in zip(a.tables, a.seeds)]
     index = np.cumsum([0] + [len(a.tables) for a in arms])
     scores = score_tables(tables, n_boot, seed, workers)
@@ -131,15 +134,20 @@ def compute_verdict(sweep: Sweep | str | Path, n_boot: int = N_BOOT, level: floa
     n_words = judge(records, boot, reference=arms.index(erm), alpha=alpha)
     units = scores.units
     types = units.groupby("cell_type")["experiment"].nunique()
-    return {"split": SPLIT, "experiments": sorted(units["experiment"].unique()), "n_wells": len(units),
-            "search_seeds": _search_seeds(sweep), "n_boot": n_boot, "level": level, "alpha": alpha,
-            "correction": "holm", "n_words": n_words,
-            "resampled": {"seeds": True, "perturbations": True,
-                          "experiments_of": sorted(types.index[types >= MIN_EXPERIMENTS_TO_RESAMPLE])},
-            "metrics": list(METRICS), "reported": list(REPORTED),
-            "arms": [{"name": arm.name, "method": arm.method, "config": arm.config, "seeds": arm.seeds,
-                      "trial_ids": arm.trial_ids, "search_trials": arm.search_trials, "correction": arm.correction,
-                      "metrics": records[k]} for k, arm in enumerate(arms)]}
+    verdict = {"split": SPLIT, "experiments": sorted(units["experiment"].unique()), "n_wells": len(units),
+               "search_seeds": _search_seeds(sweep), "n_boot": n_boot, "level": level, "alpha": alpha,
+               "correction": "holm", "n_words": n_words,
+               "resampled": {"seeds": True, "perturbations": True,
+                             "experiments_of": sorted(types.index[types >= MIN_EXPERIMENTS_TO_RESAMPLE])},
+               "metrics": list(METRICS), "reported": list(REPORTED),
+               "arms": [{"name": arm.name, "method": arm.method, "config": arm.config, "seeds": arm.seeds,
+                         "trial_ids": arm.trial_ids, "search_trials": arm.search_trials, "correction": arm.correction,
+                         "metrics": records[k]} for k, arm in enumerate(arms)]}
+    return _summarised(verdict)
+
+
+def _summarised(verdict: dict) -> dict:
+    return {**verdict, "summary": summary_sentence(verdict)}
 
 
 def _search_seeds(sweep: Sweep) -> list[int]:
@@ -163,11 +171,13 @@ def read_verdict(sweep_dir: str | Path) -> dict | None:
 
 
 def headline_text(verdict: dict) -> str:
-    """One plain-text answer per arm, metric by metric, against ERM (what the report shows), under
-    a caption that says what the intervals resample and what the words control."""
+    """The verdict's one-sentence summary (first line), then one plain-text answer per arm, metric by
+    metric, against ERM (what the report shows), under a caption that says what the intervals
+    resample and what the words control."""
     arms = verdict.get("arms") or []
+    summary = verdict.get("summary") or summary_sentence(verdict)  # a verdict.json from before summary
     if not arms:
-        return f"Not answerable: {verdict.get('note', 'no verdict')}."
+        return summary
     erm = arms[0]
     trained = [a for a in arms if a["method"] in TRAINED]
     seeds = sorted({s for a in trained for s in a["seeds"]})
@@ -176,7 +186,8 @@ def headline_text(verdict: dict) -> str:
     levels = "seeds and siRNAs within cell type"
     if verdict.get("resampled", {}).get("experiments_of"):
         levels += ", and experiments within " + ", ".join(verdict["resampled"]["experiments_of"])
-    lines = [f"Judged on {len(verdict['experiments'])} held-out test experiments ({verdict['n_wells']} wells), "
+    lines = [summary,
+             f"Judged on {len(verdict['experiments'])} held-out test experiments ({verdict['n_wells']} wells), "
              f"{counts} seed(s) a method (seeds {', '.join(map(str, seeds))}"
              + (f"; the search ran seed {', '.join(map(str, search))}" if search else "") + "); "
              f"{int(verdict['level'] * 100)}% bootstrap intervals over {levels}; words Holm-corrected over "
