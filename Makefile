@@ -1,6 +1,6 @@
 # Two commands on a fresh machine: `make run` (the main job) and `make test` (the test suite);
 # `make test-fast` runs the tests that need no Ray, no sweep, no cluster and no calibration draws
-# (tests/conftest.py).
+# (tests/conftest.py). `make docs` builds the documentation site (docs/, mkdocs.yml) into site/.
 # Everything Python goes into a local virtual environment, .venv/.
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # Debian packages need root: use sudo when not root.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: install run test test-fast clean
+.PHONY: install run test test-fast docs clean
 
 install: $(VENV)/.installed
 
@@ -40,5 +40,11 @@ test: install $(VENV)/.test-tools
 test-fast: install $(VENV)/.test-tools
 	$(BIN)/python -m pytest -q -m "not (ray or sweep or cluster or calibration)"
 
+# --strict: a broken link, a missing anchor or a docstring reference mkdocstrings cannot resolve
+# fails the build. The docs tools are in the `test` extra (the `docs` extra of pyproject.toml).
+# NO_MKDOCS_2_WARNING silences Material's end-of-life banner, which says nothing about this site.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/python -m mkdocs build --strict --site-dir site
+
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results site

@@ -34,7 +34,7 @@ NEEDS_BY_FIXTURE = {
     "cluster": ("head_node", "cluster_venv", "second_ray"),
 }
 #: Seconds a test may take in each tier, setup included. Sized at about 3x the slowest test of the
-#: tier on this 2-core machine (README "Tests"); the first test to use tiny_sweep pays its setup.
+#: tier on this 2-core machine (docs/internals/tests.md); the first test to use tiny_sweep pays its setup.
 TIMEOUT_S = {"fast": 120, "calibration": 600, "ray": 600, "sweep": 1800, "cluster": 1800}
 RAY_TIERS = ("cluster", "sweep", "ray")
 TIERS = (*RAY_TIERS, "calibration")  # a test's tier is its most demanding need

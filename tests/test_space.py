@@ -202,8 +202,8 @@ def test_the_study_records_a_trial_stopped_early_as_pruned_and_an_error_as_faile
 
 
 def test_the_gpu_study_searches_the_adversary_and_the_domain_sites_as_the_default_does():
-    """The plate confound's two remedies (README: domain_sites: controls, adversary: cdann) are
-    choices of both shipped studies."""
+    """The plate confound's two remedies (docs/concepts.md: domain_sites: controls, adversary:
+    cdann) are choices of both shipped studies."""
     for name in ("default.yaml", "rxrx1_gpu.yaml"):
         params = {p.name: p for p in load_space(REPO / "search_spaces" / name).params}
         assert params["adversary"].values == ("dann", "cdann"), name
