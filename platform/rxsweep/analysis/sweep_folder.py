@@ -97,9 +97,11 @@ def load_sweep(sweep_dir: str | Path) -> Sweep:
 
 
 def load_trials(folder: Path) -> list[Trial]:
-    """The trial folders under FOLDER/trials (a sweep's search, or its confirm/ stage)."""
+    """The trial folders under FOLDER/trials (a sweep's search, or its confirm/ stage): each with
+    its parameters, or only its status (a trial that failed before it wrote them: its process or
+    node was lost while it started; bench/chaos.py found one that listed nowhere)."""
     return [_read_trial(trial) for trial in sorted((folder / sweep_files.TRIALS_DIR).glob("*"))
-            if trial.is_dir() and (trial / sweep_files.PARAMS_FILE).exists()]
+            if trial.is_dir() and any((trial / f).exists() for f in (sweep_files.PARAMS_FILE, sweep_files.STATUS_FILE))]
 
 
 def _read_trial(folder: Path) -> Trial:
@@ -110,10 +112,12 @@ def _read_trial(folder: Path) -> Trial:
     except ValueError as exc:  # shown on the trial's row, never dropped
         history, error = [], f"unreadable metrics: {exc}"
     config_file = folder / run_files.CONFIG_FILE
-    config = yamlio.safe_load(config_file.read_text()) if config_file.exists() else {}
+    params = fileio.read_json(folder / sweep_files.PARAMS_FILE) or status.get("params") or {}
+    # no config.yaml: the trial failed before writing it; its sampled parameters name its method
+    config = yamlio.safe_load(config_file.read_text()) if config_file.exists() else dict(params)
     return Trial(
         trial_id=folder.name, path=folder, status=status.get("status", "pending"),
-        params=fileio.read_json(folder / sweep_files.PARAMS_FILE) or {}, config=config or {},
+        params=params, config=config or {},
         history=history, error=error,
         embeddings=run_files.final_embeddings(folder),
     )
