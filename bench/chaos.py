@@ -235,12 +235,15 @@ def trial_pids(sweep_dir: Path) -> dict[int, str]:
     return out
 
 
-def survived(fault: dict, result: dict) -> bool:
-    """Nothing at the URI was lost or changed, no placement group stayed reserved, every run the
-    fault killed (by its pid in processes.jsonl) ended completed with every epoch, and after a
-    driver was killed the resumed sweep finished with its verdict."""
+def survived(fault: dict, result: dict, next_at: float) -> bool:
+    """Nothing at the URI was lost or changed, no placement group stayed reserved, no run errored
+    between this fault and the next, every run the fault killed (by its pid in processes.jsonl)
+    ended completed with every epoch, and after a driver was killed the resumed sweep finished
+    with its verdict."""
     audit_ = result["audit"]
     if audit_["records_lost"] or result["reserved_placement_groups"]:
+        return False
+    if any(ended is not None and fault["at"] <= ended < next_at for ended in audit_["errored_at"].values()):
         return False
     hit = {result["trial_pids"].get(pid) for pid in fault.get("trial_pids", [])} - {None}
     if any(audit_["runs"].get(run) != ["completed", EPOCHS] for run in hit):
@@ -268,7 +271,8 @@ def main() -> int:
     faults = chaos["faults"]
     summary = {
         "faults_injected": len(faults),
-        "faults_survived": sum(survived(f, chaos) for f in faults),
+        "faults_survived": sum(survived(f, chaos, nxt["at"] if nxt else float("inf"))
+                               for f, nxt in zip(faults, [*faults[1:], None])),
         "records_lost": chaos["audit"]["records_lost"],
         "wall_overhead": round(chaos["wall_s"] / clean["wall_s"], 2),
         "faults_by_kind": {k: sum(f["kind"] == k for f in faults) for k in KINDS},

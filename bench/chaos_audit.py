@@ -67,7 +67,9 @@ def audit(sweep_dir: Path, ledger: EpochLedger | None = None, epochs: int | None
     missing, twice = [], []
     for name, trial in runs.items():
         recorded = [m["epoch"] for m in trial.history]
-        expected = list(range(1, (epochs or max(recorded, default=0)) + 1))
+        # an errored run's untrained epochs are not lost records: it counts against its fault instead
+        full = epochs if epochs and trial.status != "error" else max(recorded, default=0)
+        expected = list(range(1, full + 1))
         missing += [f"{name} epoch {e}" for e in expected if e not in recorded]
         twice += [f"{name} epoch {e}" for e in set(recorded) if recorded.count(e) > 1]
     changed = []
@@ -87,6 +89,9 @@ def audit(sweep_dir: Path, ledger: EpochLedger | None = None, epochs: int | None
         "confirm_runs": len(sweep.confirm),
         "statuses": sorted({t.status for t in [*sweep.trials, *sweep.confirm]}),
         "runs": {name: [trial.status, len(trial.history)] for name, trial in runs.items()},
+        # when each run that errored ended (status.json): the fault just before it is the one not survived
+        "errored_at": {name: (fileio.read_json(Path(trial.path) / sweep_files.STATUS_FILE) or {}).get("ended_at")
+                       for name, trial in runs.items() if trial.status == "error"},
         "epochs": sum(len(t.history) for t in runs.values()),
         "epochs_missing": missing, "epochs_twice": twice, "epochs_trained_again": changed,
         "unparseable_records": bad,
