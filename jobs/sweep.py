@@ -3,7 +3,9 @@
 Thin on purpose: the same command as `rxsweep sweep`, with the same options and meanings
 (`python jobs/sweep.py --help`). With no arguments it runs the embedded default: the tiny
 synthetic RxRx1 (generated and ingested under --storage if absent), the search_spaces/default.yaml
-study with a small budget, then the ranked table, the HTML report's path and the sweep folder.
+study with a small budget. It says a line a phase and a trial event (Ray's and Tune's own output
+goes to SWEEP/logs/driver.log; --verbose shows it instead), then the verdict's sentence and
+table, the top trials, the HTML report's path and the sweep folder, the last line.
 
 Under `ray job submit --working-dir .` the cluster's nodes need Ray, torch and the other
 dependencies but not rxsweep: when `import rxsweep` fails, this script puts the checkout's

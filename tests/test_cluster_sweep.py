@@ -196,7 +196,7 @@ def test_the_embedded_default_runs_two_trials_at_once_on_a_2_cpu_node_and_answer
         sweep_dir = storage / "sweeps" / "default"
         assert f"6 trials, up to {slots} at a time" in log
         assert len(load_sweep(sweep_dir).trials) == 6
-        assert "Not answerable" not in log and "DANN vs ERM" in log  # the verdict answers
+        assert "Not answerable" not in log and "each arm against ERM" in log and "DANN" in log  # the verdict answers
         check_sweep_released_everything(node, job, sweep_dir, slots=slots)
     finally:
         node.stop()

@@ -7,9 +7,10 @@ Imports happen inside the handlers so `rxsweep --help` answers without importing
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
+
+from rxsweep.cli_support import checked_locations, describe_error, say_how_to_resume
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -51,95 +52,61 @@ EMBEDDED_CONFIRM_SEEDS = 2
 
 def _sweep(args: argparse.Namespace) -> int:
     """The one sweep command (`rxsweep sweep` and `python jobs/sweep.py`): get shards (synthetic,
-    an RxRx1 folder ingested once, or a shard folder), run the sweep, print the ranking, write the
-    report, print the sweep folder (the last line)."""
+    an RxRx1 folder ingested once, or a shard folder), run the sweep, judge it, write the report;
+    say each phase and trial meanwhile (Ray's own output to SWEEP/logs/driver.log unless
+    --verbose); then print the verdict, the top trials and the paths, the sweep folder last."""
     from rxsweep import locations
-    from rxsweep.analysis.report import write_report
-    from rxsweep.analysis.verdict import headline_text, read_verdict
+    from rxsweep.analysis.ranking import rank_sweep
+    from rxsweep.analysis.report import verdict_of, write_report
+    from rxsweep.analysis.sweep_folder import load_sweep
+    from rxsweep.analysis.terminal_view import print_sweep_end
     from rxsweep.data.prepare import prepare_data, prepare_synthetic
     from rxsweep.stages import stage
+    from rxsweep.tuning import sweep_files
+    from rxsweep.tuning.progress import terminal
     from rxsweep.tuning.space_yaml import load_space
     from rxsweep.tuning.sweep import check_name, run_sweep
-    from rxsweep.tuning.sweep_storage import push_sweep
+    from rxsweep.tuning.sweep_storage import SweepStorage, push_sweep
 
     if args.smoke:
         return _smoke(args)
     embedded = args.data is None and args.space is None
     space = args.space or DEFAULT_SPACE
-    load_space(space)  # a bad space file or name fails here, before any data is generated or Ray starts
+    name = load_space(space).name  # a bad space file or name fails here, before any data is generated or Ray starts
     if args.name is not None:
-        check_name(args.name)
-    storage, data = _locations(args)  # a bad path or URI, or one this process may not use, fails here too
-    with stage("data (synthetic)" if data is None else "data"):
-        shards = prepare_synthetic(storage, preset=args.preset) if data is None else prepare_data(data, storage)
+        name = check_name(args.name)
+    storage, data = checked_locations(args)  # a bad path or URI, or one this process may not use, fails here too
+    folder = SweepStorage.open(locations.join(storage, "sweeps"), name)
+    folder.pull()  # at a URI: the sweep's files first (its log among them: this driver appends to it)
+    log = None if args.verbose else folder.local / sweep_files.DRIVER_LOG
     try:
-        with stage("sweep"):
-            sweep_dir = run_sweep(space, shards, storage=locations.join(storage, "sweeps"),
-                                  name=args.name, resume=args.resume,
-                                  num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
-                                  confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
-                                  (EMBEDDED_CONFIRM_SEEDS if embedded else None),
-                                  max_concurrent=args.max_concurrent)
+        with terminal(log, header="rxsweep sweep " + " ".join(sys.argv[1:])) as progress:
+            with stage("data (synthetic)" if data is None else "data"), progress.phase(
+                    "data", f"the {args.preset} synthetic set (made once)" if data is None
+                    else "--data (shards, or an RxRx1 folder ingested once)"):
+                shards = prepare_synthetic(storage, preset=args.preset) if data is None else prepare_data(data, storage)
+            progress.say(f"shards: {shards}")
+            with stage("sweep"):
+                sweep_dir = run_sweep(space, shards, storage=locations.join(storage, "sweeps"),
+                                      name=name, resume=args.resume,
+                                      num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
+                                      confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
+                                      (EMBEDDED_CONFIRM_SEEDS if embedded else None),
+                                      max_concurrent=args.max_concurrent)
+            sweep = load_sweep(sweep_dir)
+            with stage("verdict (the sweep itself finished)"), progress.phase(
+                    "verdict", "the confirmation runs against ERM on the held-out test experiments"
+                    if sweep.confirm_record else "none: the sweep ran no confirmation runs"):
+                verdict = verdict_of(sweep)  # verdict.json, which the report reads
+            with stage("ranking and report (the sweep itself finished)"), progress.phase("report", "ranking, figures"):
+                table = rank_sweep(sweep_dir)
+                report = write_report(sweep_dir)
     except Exception:
-        _say_how_to_resume(locations.join(storage, "sweeps", args.name or load_space(space).name))
+        say_how_to_resume(folder.root)
         raise
-    with stage("ranking, verdict and report (the sweep itself finished)"):
-        _print_ranking(sweep_dir, "table")
-        report = write_report(sweep_dir)  # computes the verdict first (verdict.json)
-        verdict = read_verdict(sweep_dir)
-        if verdict is not None:
-            print(headline_text(verdict))
-        push_sweep(sweep_dir)  # at a URI: the report and verdict go there too
-    print(f"report: {report}")
-    print(sweep_dir)
+    push_sweep(sweep_dir)  # at a URI: the report, the verdict and the whole log go there too
+    print_sweep_end(verdict, table, report, sweep_dir)
     return 0
-
-
-def _locations(args: argparse.Namespace) -> tuple[str, str | None]:
-    """--storage and --data: both checked (_location) before either is touched, then tried (this
-    process may write the storage and read the data: rxsweep.locations.check_access)."""
-    from rxsweep import locations
-
-    storage = _location("--storage", args.storage)
-    data = None if args.data is None else _location("--data", args.data)
-    locations.check_access(storage, "--storage", write=True)
-    if data is not None:
-        locations.check_access(data, "--data", write=False)
-    return storage, data
-
-
-def _location(option: str, value: str) -> str:
-    """A --storage or --data value, checked and absolute (rxsweep.locations.normalize). A relative
-    path is refused inside a Ray job: it names a folder in Ray's copy of the working directory,
-    which differs on every node and which Ray's runtime-env cache may delete. Outside a job it is
-    resolved once here and said."""
-    from rxsweep import locations
-    from rxsweep.cluster import in_ray_job
-
-    location = locations.normalize(value)
-    if locations.is_uri(value) or Path(value).expanduser().is_absolute():
-        return location
-    if in_ray_job():
-        raise ValueError(f"{option} {value}: a relative path inside a Ray job is a folder in Ray's copy of the working "
-                         "directory, a different one on every node, which Ray may delete; pass a path every node "
-                         f"sees ({option} /shared/results) or a URI ({option} s3://bucket/rxsweep)")
-    print(f"{option}: {location}", file=sys.stderr, flush=True)
-    return location
-
-
-def _say_how_to_resume(sweep: str) -> None:
-    """After a sweep stopped on an error: where it is and that --resume continues it (when it
-    started and did not finish)."""
-    from rxsweep import locations
-    from rxsweep.tuning import sweep_files
-
-    try:
-        record = locations.read_json(locations.join(sweep, sweep_files.SWEEP_FILE))
-    except (OSError, ValueError):
-        return
-    if not record.get("finished"):
-        print(f"rxsweep sweep: the sweep in {sweep} stopped before it finished; the same command with --resume "
-              "continues it (finished trials are kept, running ones resume from their checkpoints)", file=sys.stderr)
 
 
 def _smoke(args: argparse.Namespace) -> int:
@@ -168,7 +135,7 @@ def _smoke(args: argparse.Namespace) -> int:
                          "leave out --resume and --num-samples")
     space_file = args.space or DEFAULT_SPACE
     load_space(space_file)  # a bad space fails before data or Ray
-    storage, data = _locations(args)
+    storage, data = checked_locations(args)
     root = locations.join(storage, "smoke")
     if args.name is not None:
         check_name(args.name)
@@ -198,7 +165,7 @@ def _smoke(args: argparse.Namespace) -> int:
         return f"{sweep_files.VERDICT_FILE} written"
 
     stages = [try_stage("sweep", search_and_confirm),
-              try_stage("ranking", lambda: _print_ranking(sweep_dir, "table")),
+              try_stage("ranking", lambda: _print_ranking(sweep_dir)),
               try_stage("report", lambda: str(write_report(sweep_dir))),  # computes the verdict first
               try_stage("verdict", verdict)]
     rows = [*run_rows(sweep_dir), *stages] if (sweep_dir / sweep_files.SWEEP_FILE).exists() else stages
@@ -230,9 +197,13 @@ def _clean_staging(args: argparse.Namespace) -> int:
 
 def _rank(args: argparse.Namespace) -> int:
     from rxsweep.analysis.ranking import format_table, rank_sweep
+    from rxsweep.analysis.terminal_view import ranking_table
+    from rxsweep.console import render, width
     from rxsweep.tuning.sweep_storage import local_copy
 
-    text = format_table(rank_sweep(local_copy(args.sweep), retention=not args.quick), args.format)
+    table = rank_sweep(local_copy(args.sweep), retention=not args.quick)
+    compact = args.format == "table" and not args.wide  # at most 120 columns (every column: --wide)
+    text = render(ranking_table(table), width()) if compact else format_table(table, args.format)
     if args.out:
         args.out.write_text(text)
         print(args.out)
@@ -253,10 +224,12 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_ranking(sweep_dir: Path, fmt: str) -> None:
-    from rxsweep.analysis.ranking import format_table, rank_sweep
+def _print_ranking(sweep_dir: Path) -> None:
+    from rxsweep.analysis.ranking import rank_sweep
+    from rxsweep.analysis.terminal_view import ranking_table
+    from rxsweep.console import make_console
 
-    print(format_table(rank_sweep(sweep_dir), fmt), end="")
+    make_console().print(ranking_table(rank_sweep(sweep_dir)))
 
 
 def _parse_overrides(pairs: list[str] | None) -> dict:
@@ -319,15 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=_train)
 
     sweep = commands.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna",
-                                description="Run (or resume) a sweep into STORAGE/sweeps/NAME; print the "
-                                            "ranking, write the HTML report, print the sweep folder last. "
-                                            "Also `python jobs/sweep.py` (e.g. under `ray job submit`).")
+                                description="Run (or resume) a sweep into STORAGE/sweeps/NAME, saying each "
+                                            "phase and trial event (Ray's own output: SWEEP/logs/driver.log); "
+                                            "write the HTML report; print the verdict, the top trials and the "
+                                            "sweep folder last. Also `python jobs/sweep.py` (e.g. under `ray "
+                                            "job submit`).")
     add_sweep_arguments(sweep)
     sweep.set_defaults(handler=_sweep)
 
     rank = commands.add_parser("rank", help="rank a sweep's trials (no Ray needed)")
     rank.add_argument("sweep", help="sweep folder (a path or a URI)")
-    rank.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table")
+    rank.add_argument("--format", choices=["table", "csv", "json", "markdown"], default="table",
+                      help="table (default): the columns a reader needs first, in 120 columns; csv, json, "
+                           "markdown: every column, for scripts")
+    rank.add_argument("--wide", action="store_true", help="with --format table: every column (wide)")
     rank.add_argument("--out", type=Path, default=None, help="write to this file instead of stdout")
     rank.add_argument("--quick", action="store_true",
                       help="skip the bio-retention columns (plate-constrained accuracy, retrieval)")
@@ -367,6 +345,10 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
                             "failed; exit 1 on any failure. Run it before a cluster run")
     sweep.add_argument("--preset", default="tiny", choices=["tiny", "small", "full"],
                        help="synthetic preset used when no --data is given")
+    sweep.add_argument("--verbose", action="store_true",
+                       help="show Ray's and Ray Tune's own output (log lines, trial tables) on the terminal; "
+                            "by default it goes to SWEEP/logs/driver.log and the terminal gets one line a phase "
+                            "and a trial event")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,27 +360,6 @@ def main(argv: list[str] | None = None) -> int:
         # exceptions) keep their traceback.
         print(f"rxsweep {args.command}: error: {describe_error(exc)}", file=sys.stderr)
         return 2
-
-
-def describe_error(exc: BaseException) -> str:
-    """The error's message with the path it is about and the stage it stopped (rxsweep.stages):
-    an OSError raised without its filename (e.g. os.getcwd() in a folder removed under the
-    process) printed a bare "[Errno 2] No such file or directory"."""
-    from rxsweep.stages import stage_of
-
-    text = str(exc)
-    if isinstance(exc, OSError):
-        for name in (exc.filename, exc.filename2):
-            if name is not None and str(name) not in text:
-                text += f": {name}"
-        if exc.filename is None:
-            try:
-                os.getcwd()
-            except FileNotFoundError:
-                text += " (this process's working directory was removed; start it from an existing folder)"
-    if stage_of(exc) is not None:
-        text += f" [stage: {stage_of(exc)}]"
-    return text
 
 
 if __name__ == "__main__":

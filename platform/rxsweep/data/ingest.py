@@ -30,7 +30,7 @@ from rxsweep.data import shard_writer
 from rxsweep.data.images import probe_native_size
 from rxsweep.data.ingest_outputs import reconcile, write_outputs
 from rxsweep.data.sites import load_sites
-from rxsweep import fileio
+from rxsweep import console, fileio
 
 MANIFEST = "manifest.json"
 FORMAT = "rxsweep-shards/2"  # 2: images as fixed-size binary (image_column.py)
@@ -199,5 +199,5 @@ def _read_markers(out: Path, plan: pd.DataFrame) -> dict[str, dict]:
 
 
 def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(message, file=sys.stderr, flush=True)
+    if enabled:  # on the terminal's stderr, also while a sweep sends Ray's output to its log
+        console.say(message)

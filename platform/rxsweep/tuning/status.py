@@ -51,10 +51,14 @@ class TrialStatusWriter(Callback):
         self._write(trial, "completed" if done else "stopped", ended_at=time.time())
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        error = trial.get_error() or _read(trial.error_file) or "unknown error"
-        lines = [line for line in str(error).strip().splitlines() if line.strip()]
-        self._write(trial, "error", error=lines[-1] if lines else str(error), error_file=trial.error_file,
-                    ended_at=time.time())
+        self._write(trial, "error", error=error_line(trial), error_file=trial.error_file, ended_at=time.time())
+
+
+def error_line(trial) -> str:
+    """The last line of a failed trial's error (the exception and its message)."""
+    error = trial.get_error() or _read(trial.error_file) or "unknown error"
+    lines = [line for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1] if lines else str(error)
 
 
 def _read(path: str | None) -> str | None:

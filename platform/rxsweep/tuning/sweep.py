@@ -12,7 +12,6 @@ import dataclasses
 import math
 import os
 import re
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from rxsweep.stages import stage
 from rxsweep.training.config import ConfigError
 from rxsweep.training.plan import RunPlan, open_index, preflight
 from rxsweep.tuning import sweep_files
+from rxsweep.tuning.progress import ended_trials, phase, say
 from rxsweep.tuning.space import SearchSpace, SpaceError
 from rxsweep.tuning.space_yaml import load_space
 from rxsweep.tuning.sweep_storage import SweepStorage
@@ -100,10 +100,10 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
         identity["staging"] = str(sweep_dir)
     _claim(sweep_dir, identity, resume, space)
     if fileio.remove_stale_tmp(sweep_dir):
-        _say(echo, f"{sweep_dir}: removed the temporary files of writers killed earlier")
+        say(echo, f"{sweep_dir}: removed the temporary files of writers killed earlier")
     previous = fileio.read_json(sweep_dir / sweep_files.SWEEP_FILE) or {}
     if resume and previous.get("finished"):
-        _say(echo, f"{sweep_dir}: this sweep finished already; nothing to resume")
+        say(echo, f"{sweep_dir}: this sweep finished already; nothing to resume")
         return sweep_dir
     _write_sweep_file(sweep_dir, space, identity, finished=False)
     storage.push()
@@ -114,13 +114,16 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     from rxsweep.tuning.searcher import make_searcher
     from rxsweep.tuning.trial import run_trial
 
-    _init_ray(space)
+    if not ray.is_initialized():  # (an ingest may have started it)
+        with phase("ray", "joining RAY_ADDRESS's cluster" if os.environ.get("RAY_ADDRESS") else "starting a local Ray"):
+            _init_ray(space)
     concurrency = max_concurrent or concurrent_trials(ray.cluster_resources(), space.trial_resources(),
                                                       space.num_samples)
-    _say(echo, f"sweep {space.name}: {space.num_samples} trials, up to {concurrency} at a time, "
-               f"each {space.trial_resources()} -> {sweep_dir}")
-    shared = SharedInputs(plan.index, build_datasets(space.base_config(), plan))
-    _features_baseline(sweep_dir, data, plan, space.base_config().seed, echo)
+    say(echo, f"sweep {space.name}: {space.num_samples} trials, up to {concurrency} at a time, "
+              f"each {space.trial_resources()} -> {sweep_dir}")
+    with phase("datasets", "the split's datasets and the hand-made-features baseline"):
+        shared = SharedInputs(plan.index, build_datasets(space.base_config(), plan))
+        _features_baseline(sweep_dir, data, plan, space.base_config().seed, echo)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     # A result whose mixing could not be scored (a note instead) lacks the key; Tune would
     # otherwise reject it.
@@ -128,7 +131,8 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     tuner = _tuner(storage, space, data, shared, concurrency, resume, echo, run_trial,
                    search_alg=make_searcher(space, sweep_dir / sweep_files.OPTUNA_DB), scheduler=_scheduler(space),
                    num_samples=space.num_samples)
-    with stage("search"):
+    with stage("search"), phase("search", f"{space.num_samples} trials on the held-out validation experiments",
+                                total=space.num_samples, done=ended_trials(sweep_dir) if resume else 0):
         results = fit(tuner, sweep_dir)
         storage.pull()  # the trials' own records, pushed from their nodes
         known = {r.metrics.get("trial_id") for r in results} | {_trial_id_of(r) for r in results}
@@ -154,6 +158,7 @@ def _tuner(folder: SweepStorage, space: SearchSpace, data: str, shared: SharedIn
     from rxsweep.tuning.push_sweep import PushSweep
     from rxsweep.tuning.status import TrialStatusWriter
     from rxsweep.tuning.trial import runs_in_trial_process
+    from rxsweep.tuning.trial_progress import TrialProgress
 
     trainable = tune.with_resources(
         tune.with_parameters(trainable_fn, space=space, shards_dir=data, sweep_dir=folder.location, shared=shared),
@@ -183,6 +188,7 @@ def _tuner(folder: SweepStorage, space: SearchSpace, data: str, shared: SharedIn
             # The callbacks get the SweepStorage itself (an os.PathLike of the driver's folder):
             # Tune pickles them, and a driver resuming on another machine has its own staging.
             callbacks=[TrialStatusWriter(folder, space.base_config().epochs), PlacementGroupGuard(folder),
+                       TrialProgress(space.base_config().to_dict(), space.base_config().epochs),
                        *([PushSweep(SweepStorage(folder.root))] if locations.is_uri(folder.root) else [])],
             verbose=1 if echo else 0),
     )
@@ -220,21 +226,23 @@ def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: Share
     sweep_dir = storage.local
     chosen = choice_to_confirm(sweep_dir, space, resume)
     if not chosen:
-        _say(echo, "confirm: no completed or stopped trial to confirm")
+        say(echo, "confirm: no completed or stopped trial to confirm")
         return
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds)  # the choice survives a killed driver
     storage.push()
     runs = confirm_runs(chosen, space.confirm_seeds)
     picks = ", ".join(f"{method} (trial {choice['source_trial']})" for method, choice in chosen.items())
     some = next(iter(chosen.values()))
-    _say(echo, f"confirm: {picks}, {space.confirm_seeds} seed(s) each: {len(runs)} runs to the last epoch, "
-               f"seeds {confirm_seeds(some, space.confirm_seeds)} (fresh: the search ran seed(s) "
-               f"{some['search_seeds']})")
+    say(echo, f"confirm: {picks}, {space.confirm_seeds} seed(s) each: {len(runs)} runs to the last epoch, "
+              f"seeds {confirm_seeds(some, space.confirm_seeds)} (fresh: the search ran seed(s) "
+              f"{some['search_seeds']})")
     if not runs:
         return
     tuner = _tuner(storage.folder(sweep_files.CONFIRM_DIR), space, data, shared, min(concurrency, len(runs)), resume, echo,
                    run_confirm_trial, param_space={RUN_KEY: tune.grid_search([r[RUN_KEY] for r in runs])})
-    results = fit(tuner, sweep_dir)
+    with phase("confirmation", f"{len(runs)} runs, judged later on the held-out test experiments", total=len(runs),
+               unit="runs", done=ended_trials(sweep_dir / sweep_files.CONFIRM_DIR) if resume else 0):
+        results = fit(tuner, sweep_dir)
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds, results)
 
 
@@ -249,8 +257,8 @@ def _features_baseline(sweep_dir: Path, data: str, plan: RunPlan, seed: int, ech
     table = features_baseline(data, plan.splits, seed=seed)
     write_features_baseline(path, table)
     scores = features_baseline_scores(table)
-    _say(echo, f"hand-made features + logistic regression: held-out treatment accuracy "
-               f"{scores['heldout_val_acc']:.3f} (validation), {scores['heldout_test_acc']:.3f} (test)")
+    say(echo, f"hand-made features + logistic regression: held-out treatment accuracy "
+              f"{scores['heldout_val_acc']:.3f} (validation), {scores['heldout_test_acc']:.3f} (test)")
 
 
 #: A sweep name is one path component: it names a folder under STORAGE and never leaves it.
@@ -319,7 +327,8 @@ def _claim(sweep_dir: Path, identity: dict, resume: bool, space: SearchSpace) ->
     if previous is None:
         if resume:
             raise FileNotFoundError(f"{sweep_dir} holds no sweep to resume; run without --resume to start it")
-        if sweep_dir.exists() and any(p.name not in OWN_FILES for p in sweep_dir.iterdir()):
+        # logs/: the driver's log, opened before the sweep folder is claimed (rxsweep.cli)
+        if sweep_dir.exists() and any(p.name not in (*OWN_FILES, sweep_files.LOGS_DIR) for p in sweep_dir.iterdir()):
             raise FileExistsError(f"{sweep_dir} is not empty and holds no sweep; choose another --name")
         return
     if not resume:
@@ -370,7 +379,3 @@ def _write_sweep_file(sweep_dir: Path, space: SearchSpace, identity: dict, finis
         "finished": finished,
     })
 
-
-def _say(enabled: bool, message: str) -> None:
-    if enabled:
-        print(message, file=sys.stderr, flush=True)

@@ -36,6 +36,9 @@ Each trial folder is a run folder (rxsweep.training.run_files) plus the sweep's 
                                    (each method's chosen configuration, seeds, trial ids), trials/
                                    and tune/ as above
       verdict.json                 the verdict on held-out test experiments (rxsweep.analysis.verdict)
+      logs/driver.log              what Ray, Ray Tune and the sweep driver printed (`rxsweep sweep`
+                                   shows its own progress instead; --verbose: everything, no log);
+                                   appended to by each driver of the sweep (a --resume too)
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ CONFIRM_FILE = "confirm.json"
 #: AR (rxsweep.tuning.confirm); its record's ``base_method`` is the chosen trial's own method.
 AR_GROUP = "ar"
 VERDICT_FILE = "verdict.json"
+LOGS_DIR = "logs"
+DRIVER_LOG = f"{LOGS_DIR}/driver.log"
 FORMAT = "rxsweep-sweep/1"
 STATUSES = ("running", "completed", "stopped", "error", "lost")
 
