@@ -178,6 +178,10 @@ def test_adaptive_resampling_is_an_adversary_only_on_one():
     on_erm = _verdict(_sphering(N, N, N), _arm("ERM + AR", "ar", B, N, N))
     assert summary_sentence(on_erm) == ("No adversary arm was judged; against ERM, ERM + AR was better on accuracy, "
                                         "with no detectable difference elsewhere; no other arm was better.")
+    worse = _verdict(_sphering(N, N, N), _arm("DANN", "dann", N, N, N), _arm("ERM + AR", "ar", W, N, W))
+    assert summary_sentence(worse) == (  # a worse AR arm is said, as plainly as a better one
+        "Against ERM, no adversary was better: DANN had no detectable difference on any judged metric; ERM + AR "
+        "was worse on accuracy and replicate mAP, with no detectable difference on mixing; no other arm was better.")
 
 
 def test_the_arm_names_are_the_verdicts():

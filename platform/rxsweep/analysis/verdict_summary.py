@@ -8,8 +8,9 @@ as "the same" or "no worse": it stays those words.
 
     adversaries   DANN, CDANN, and an adaptive-resampling arm built on one of them ("DANN + AR"):
                   each told with all its words (arms with the same words together)
-    other arms    the post-hoc corrections, the features baseline, "ERM + AR": told, with all their
-                  words, when one of them is "better"; the rest are "no other arm was better"
+    ERM + AR      told with all its words too (a training-time method under test)
+    other arms    the post-hoc corrections and the features baseline: told, with all their words,
+                  when one of them is "better"; the rest are "no other arm was better"
     not scored    a metric no arm was scored on is said once, at the end
 
 e.g. "Against ERM, no adversary was better: DANN and CDANN were worse on every judged metric;
@@ -55,7 +56,10 @@ def summary_sentence(verdict: dict) -> str:
     kept = [metrics[j] for j in scored]
     adversaries = [r for r, arm in zip(rows, others) if _is_adversary(arm)]
     rest = [r for r, arm in zip(rows, others) if not _is_adversary(arm)]
-    told = [r for r in rest if BETTER in r[1]]
+    # adaptive resampling is a training-time method under test, as the adversaries are: told with
+    # all its words, a "worse" too; post-hoc corrections and the features baseline only when better
+    told = [r for r, arm in zip(rows, others)
+            if not _is_adversary(arm) and (BETTER in r[1] or arm.get("method") == AR_METHOD)]
     clauses = [_phrase(names, profile, kept, not unscored) for names, profile in _groups(adversaries + told)]
     if not adversaries:
         head = "No adversary arm was judged"
