@@ -201,6 +201,26 @@ def test_the_study_records_a_trial_stopped_early_as_pruned_and_an_error_as_faile
         (optuna.trial.TrialState.FAIL, None), (optuna.trial.TrialState.PRUNED, None)]
 
 
+def test_a_resumed_driver_does_not_enqueue_the_start_with_rows_again(tmp_path):
+    """Each driver builds its searcher on the sweep's optuna.db; Optuna asks waiting trials first,
+    so rows enqueued again by every resume would each be run again (bench/chaos.py: 26 waiting
+    after 16 driver starts)."""
+    from rxsweep.tuning.searcher import make_searcher
+
+    space = load_space(REPO / "tests" / "spaces" / "tiny.yaml")
+    db = tmp_path / "optuna.db"
+    first = make_searcher(space, db)
+    asked = [first.suggest(f"t{i}") for i in range(2)]  # two of the four rows started, then the driver died
+    rows = [{k: a[k] for k in ("domain_label", "resampling")} for a in asked]
+    assert rows == [dict(p) for p in space.start_with[:2]]
+    again = make_searcher(space, db)  # the resumed driver's
+    states = [t.state for t in again._ot_study.trials]
+    assert states.count(optuna.trial.TrialState.WAITING) == len(space.start_with) - 2, states
+    assert len(states) == len(space.start_with)
+    fresh = make_searcher(space, tmp_path / "other.db")  # a new sweep still gets every row
+    assert [t.state for t in fresh._ot_study.trials] == [optuna.trial.TrialState.WAITING] * len(space.start_with)
+
+
 def test_the_gpu_study_searches_the_adversary_and_the_domain_sites_as_the_default_does():
     """The plate confound's two remedies (docs/concepts.md: domain_sites: controls, adversary:
     cdann) are choices of both shipped studies."""

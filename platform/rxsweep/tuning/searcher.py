@@ -39,6 +39,15 @@ class SweepOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result=result, error=error)
 
 
+def _has_trials(storage, study_name: str) -> bool:
+    """Whether the study ``study_name`` exists in ``storage`` with any trial (waiting ones too)."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:  # no such study yet
+        return False
+    return bool(storage.get_all_trials(study_id, deepcopy=False))
+
+
 def _finite(value) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
@@ -48,12 +57,17 @@ def make_searcher(space: SearchSpace, study_file: Path | None) -> SweepOptunaSea
 
     sampler = optuna.samplers.TPESampler(seed=space.seed, multivariate=True, group=True,
                                          constant_liar=True)
-    storage = None
+    storage, points = None, [dict(p) for p in space.start_with] or None
     if study_file is not None:
         storage = optuna.storages.RDBStorage(f"sqlite:///{study_file}")
+        if _has_trials(storage, space.name):
+            # A resumed driver's study holds the start_with rows already (asked, or still waiting):
+            # enqueued again, each resume would re-run them all (a driver killed 16 times had
+            # left 26 waiting in bench/chaos.py), since Optuna asks waiting trials first.
+            points = None
     metrics = [o.metric for o in space.objectives]
     modes = [o.mode for o in space.objectives]
     return SweepOptunaSearch(space=space.sample, sampler=sampler, storage=storage, study_name=space.name,
-                             points_to_evaluate=[dict(p) for p in space.start_with] or None,
+                             points_to_evaluate=points,
                              metric=metrics if len(metrics) > 1 else metrics[0],
                              mode=modes if len(modes) > 1 else modes[0], epochs=space.base_config().epochs)
