@@ -38,15 +38,19 @@ class EpochLedger:
         return len(self.first_seen)
 
 
-def unparseable_records(sweep_dir: Path) -> list[str]:
-    """Every JSON and JSON-lines record rxsweep wrote under the sweep folder that does not parse
-    whole. Tune's own folders (tune/, confirm/tune/) are Tune's formats (result.json is JSON lines,
-    search_gen_state-*.json a pickle): Tune reads them back on --resume, which is their test."""
+def records(sweep_dir: Path) -> list[Path]:
+    """Every JSON and JSON-lines record rxsweep wrote under the sweep folder. Tune's own folders
+    (tune/, confirm/tune/) are Tune's formats (result.json is JSON lines, search_gen_state-*.json a
+    pickle): Tune reads them back on --resume, which is their test."""
+    return [path for path in sorted(sweep_dir.rglob("*.json*"))
+            if path.is_file() and not path.name.endswith(fileio.TMP_SUFFIX)
+            and sweep_files.TUNE_DIR not in path.relative_to(sweep_dir).parts]
+
+
+def unparseable_records(paths: list[Path]) -> list[str]:
+    """Each of ``paths`` (records()) that does not parse whole, with why."""
     bad = []
-    for path in sorted(sweep_dir.rglob("*.json*")):
-        if path.name.endswith(fileio.TMP_SUFFIX) or not path.is_file() or \
-                sweep_files.TUNE_DIR in path.relative_to(sweep_dir).parts:
-            continue
+    for path in paths:
         try:
             if path.suffix == ".jsonl":
                 records = fileio.read_jsonl(path)
@@ -82,7 +86,8 @@ def audit(sweep_dir: Path, ledger: EpochLedger | None = None, epochs: int | None
                 missing.append(f"{key[0]} epoch {key[1]} (seen while the sweep ran)")
             elif now != line:
                 changed.append(f"{key[0]} epoch {key[1]}")
-    bad = unparseable_records(sweep_dir)
+    checked = records(sweep_dir)
+    bad = unparseable_records(checked)
     return {
         "finished": bool(sweep.meta.get("finished")),
         "trials": len(sweep.trials), "lost_trials": len(sweep.lost),
@@ -95,8 +100,7 @@ def audit(sweep_dir: Path, ledger: EpochLedger | None = None, epochs: int | None
         "epochs": sum(len(t.history) for t in runs.values()),
         "epochs_missing": missing, "epochs_twice": twice, "epochs_trained_again": changed,
         "unparseable_records": bad,
-        "records_checked": sum(1 for p in sweep_dir.rglob("*.json*") if sweep_files.TUNE_DIR not in
-                               p.relative_to(sweep_dir).parts and not p.name.endswith(fileio.TMP_SUFFIX)),
+        "records_checked": len(checked),
         # partial uploads of killed pushes: never read (a mirror skips *.tmp), left at the URI
         "partial_uploads_left": len(list(sweep_dir.rglob("*" + fileio.TMP_SUFFIX))),
         "verdict": (sweep_dir / sweep_files.VERDICT_FILE).is_file() and (sweep_dir / REPORT_FILE).is_file(),
