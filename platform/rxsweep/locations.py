@@ -123,11 +123,12 @@ def check_access(location: str | Path, what: str, write: bool) -> None:
     except OSError as exc:
         action = "cannot write there" if write else "cannot read it"
         verb, hint = "write" if write else "read", ""
-        if any(word in str(exc) for word in _DENIED) and is_uri(location) and not str(location).startswith("file:"):
-            hint = ("; check the credentials this process sees (for s3:// AWS_ACCESS_KEY_ID/AWS_PROFILE or the "
-                    f"node's role, for gs:// GOOGLE_APPLICATION_CREDENTIALS) and that they may {verb} there")
-        elif any(word in str(exc) for word in _DENIED):
-            hint = f"; check that this user ({_user()}) may {verb} there"
+        if any(word in str(exc) for word in _DENIED):
+            if is_uri(location) and not str(location).startswith("file:"):
+                hint = ("; check the credentials this process sees (for s3:// AWS_ACCESS_KEY_ID/AWS_PROFILE or the "
+                        f"node's role, for gs:// GOOGLE_APPLICATION_CREDENTIALS) and that they may {verb} there")
+            else:
+                hint = f"; check that this user ({_user()}) may {verb} there"
         raise OSError(f"{what} {location}: {action}: {exc}{hint}") from None
 
 
