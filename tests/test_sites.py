@@ -26,7 +26,8 @@ def wilds(tmp_path: Path) -> Path:
 def test_kaggle_wells_expand_to_two_sites_with_six_channel_paths(kaggle: Path):
     table = load_sites(kaggle)
     assert list(table.columns) == COLUMNS
-    assert table.attrs == {"layout": "kaggle", "root": str(kaggle.resolve()), "n_channels": 6}
+    assert table.attrs == {"layout": "kaggle", "root": str(kaggle.resolve()), "n_channels": 6,
+                           "channels": ["nucleus", "er", "actin", "nucleoli", "mitochondria", "golgi"]}
     wells = pd.read_csv(kaggle / "train.csv")
     train = table[table["split_group"] == "train"]
     assert len(train) == 2 * len(wells)
@@ -132,9 +133,9 @@ def test_plate_folder_symlinked_outside_the_root_is_rejected(kaggle: Path, tmp_p
 
 
 def test_not_an_rxrx1_folder_and_unknown_layout(tmp_path: Path, kaggle: Path):
-    with pytest.raises(SiteTableError, match=r"not an RxRx1 folder: expected train.csv/test.csv"):
+    with pytest.raises(SiteTableError, match=r"not an RxRx1 or LoadData folder: expected train.csv/test.csv"):
         load_sites(tmp_path)
-    with pytest.raises(ValueError, match=r"unknown layout 'zarr'; known: \['auto', 'kaggle', 'wilds', 'rxrx1'\]"):
+    with pytest.raises(ValueError, match=r"unknown layout 'zarr'; known: \['auto', 'kaggle', 'wilds', 'rxrx1', 'loaddata'\]"):
         load_sites(kaggle, layout="zarr")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         load_sites(tmp_path / "missing")

@@ -26,10 +26,10 @@ from pathlib import Path
 import pandas as pd
 
 from rxsweep import __version__
-from rxsweep.data import shard_writer
+from rxsweep.data import shard_writer, tiff_images
 from rxsweep.data.images import probe_native_size
 from rxsweep.data.ingest_outputs import reconcile, write_outputs
-from rxsweep.data.sites import load_sites
+from rxsweep.data.sites import load_sites_and_rejected
 from rxsweep import console, fileio
 
 MANIFEST = "manifest.json"
@@ -38,6 +38,7 @@ FORMAT = "rxsweep-shards/2"  # 2: images as fixed-size binary (image_column.py)
 #: enough tasks to keep every core busy on a small dataset.
 SHARD_TARGET_BYTES = 64 * 2**20
 PROGRESS_EVERY_S = 5.0
+SITE_TABLE_MARKER = "site table"  # the quarantine of rows the layout could not use
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
     see, e.g. the staging folder of shards bound for a URI)."""
     if image_size is not None and image_size < 8:
         raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
-    sites = load_sites(data, layout)
-    root, n_channels = sites.attrs["root"], sites.attrs["n_channels"]
+    sites, rejected = load_sites_and_rejected(data, layout)
+    root, n_channels, channels = sites.attrs["root"], sites.attrs["n_channels"], sites.attrs["channels"]
     params = IngestParams(root, sites.attrs["layout"], image_size, _table_hash(sites))
     out = Path(out).expanduser().resolve()
     manifest_file = out / MANIFEST
@@ -77,6 +78,7 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
     _check_resumable(out, params)
     native = probe_native_size(list(sites["image_paths"]), root)
     plan = _plan_shards(sites, n_channels, image_size or native, max_sites_per_shard)
+    scaling = _intensity_scaling(plan, n_channels, progress)
     _write_plan(out, params, plan)
     pending = _pending_shards(out, plan)
     _say(progress, f"ingest: {len(sites):,} sites in {plan['shard'].nunique()} shards, "
@@ -85,6 +87,9 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
     if pending:
         _run_ray(out, pending, root, native, image_size, progress, this_node_only)
     markers = _read_markers(out, plan)
+    if len(rejected):  # rows the layout could not use: quarantined with their reason, like bad images
+        markers[SITE_TABLE_MARKER] = _rejected_marker(rejected)
+        sites = pd.concat([sites, rejected[list(sites.columns)]], ignore_index=True)
     counts = reconcile(sites, markers)
     manifest = {
         "format": FORMAT,
@@ -93,6 +98,7 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
         "input_root": root,
         "layout": params.layout,
         "n_channels": n_channels,
+        "channels": channels,
         "native_size": native,
         "image_size": image_size or native,
         "counts": counts,
@@ -103,11 +109,32 @@ def ingest(data: str | os.PathLike, out: str | os.PathLike, image_size: int | No
         ],
         "seconds": round(time.perf_counter() - started, 2),
     }
-    write_outputs(out, markers, n_channels)
+    if scaling:
+        manifest["intensity_scaling"] = {"rule": tiff_images.RULE, "plates": scaling}
+    write_outputs(out, markers, channels)
     fileio.write_text(manifest_file, json.dumps(manifest, indent=2))  # last: says the ingest is complete
     _say(progress, f"ingest: {counts['written']:,} sites written, {counts['quarantined']:,} quarantined "
                    f"(see {out / 'quarantine.csv'}) in {manifest['seconds']} s")
     return manifest
+
+
+def _intensity_scaling(plan: pd.DataFrame, n_channels: int, progress: bool) -> dict:
+    """16-bit TIFFs: each plate's (lo, hi) a channel (tiff_images.py), into the plan's rows so a
+    shard's task scales by them. Deterministic, so a resumed ingest computes the same again."""
+    if not tiff_images.is_tiff(plan["image_paths"].iloc[0][0]):
+        return {}
+    _say(progress, f"ingest: scaling 16-bit images by each plate's controls ({plan['plate'].size:,} sites)")
+    scaling = tiff_images.plate_ranges(plan, n_channels)
+    key = plan["experiment"] + "/" + plan["plate"].astype(str)
+    plan["intensity_lo"] = key.map(lambda k: scaling[k]["lo"])
+    plan["intensity_hi"] = key.map(lambda k: scaling[k]["hi"])
+    return scaling
+
+
+def _rejected_marker(rejected: pd.DataFrame) -> dict:
+    return {"experiment": None, "plate": None, "shard": None, "sha256": None, "written": [],
+            "quarantined": rejected[["site_id", "path", "reason"]].to_dict("records"),
+            "sums": {"all": None, "controls": None}}
 
 
 def _table_hash(sites: pd.DataFrame) -> str:

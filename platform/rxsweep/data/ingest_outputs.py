@@ -53,15 +53,18 @@ def _count(table: pd.DataFrame, keys: list[str]) -> dict:
     return out
 
 
-def write_outputs(out: Path, markers: dict[str, dict], n_channels: int) -> None:
+def write_outputs(out: Path, markers: dict[str, dict], channels: int | list[str]) -> None:
+    """quarantine.csv and stats.parquet. ``channels``: their names, or how many (RxRx1's names)."""
     rows = [q for m in markers.values() for q in m["quarantined"]]
     pd.DataFrame(rows, columns=QUARANTINE_COLUMNS).sort_values("site_id").to_csv(out / "quarantine.csv", index=False)
-    channel_stats(markers, n_channels).to_parquet(out / "stats.parquet", index=False)
+    channel_stats(markers, channels).to_parquet(out / "stats.parquet", index=False)
 
 
-def channel_stats(markers: dict[str, dict], n_channels: int) -> pd.DataFrame:
+def channel_stats(markers: dict[str, dict], channels: int | list[str]) -> pd.DataFrame:
     """Per-channel mean and std (uint8 units) per plate and per experiment, over all wells and over
     control wells only. Built from exact integer sums, so it equals a one-pass computation."""
+    names = list(channels) if not isinstance(channels, int) else list(CHANNELS[:channels])
+    n_channels = len(names)
     groups: dict[tuple, dict] = {}
     for marker in markers.values():
         for level, key in (("plate", (marker["experiment"], marker["plate"])),
@@ -76,7 +79,6 @@ def channel_stats(markers: dict[str, dict], n_channels: int) -> pd.DataFrame:
                 acc["n_pixels"] += sums["n_pixels"]
                 acc["sum"] += np.asarray(sums["sum"], dtype=np.int64)
                 acc["sumsq"] += np.asarray(sums["sumsq"], dtype=np.int64)
-    names = CHANNELS if n_channels == len(CHANNELS) else CHANNELS[:n_channels]
     records = []
     for (level, experiment, plate, subset), acc in sorted(groups.items()):
         mean = acc["sum"] / acc["n_pixels"]

@@ -23,7 +23,7 @@ from rxsweep import fileio
 #: Site-table columns carried into the shards (image paths are replaced by the image itself).
 SHARD_COLUMNS = [
     "site_id", "well_id", "experiment", "plate", "well", "site", "cell_type", "well_type",
-    "sirna", "label", "split_group",
+    "sirna", "label", "split_group", "source", "batch",
 ]
 #: lz4, because reading is what a GPU node's CPUs spend their time on. Measured here on `small`
 #: preset shards (512 x 512 x 6, one pyarrow thread): zstd level 1 read 305-320 sites a CPU-second
@@ -58,7 +58,9 @@ def write_shard(sites: list[dict], shard_file: Path, root: str, native_size: int
     """Decode `sites` (site-table rows) and write `shard_file` and its marker; returns the marker."""
     images, kept, quarantined = [], [], []
     for row in sites:
-        decoded = decode_site(list(row["image_paths"]), root, native_size, image_size)
+        lo = row.get("intensity_lo")  # 16-bit TIFFs: the plate's (lo, hi) a channel (tiff_images.py)
+        scaling = None if lo is None else (list(lo), list(row["intensity_hi"]))
+        decoded = decode_site(list(row["image_paths"]), root, native_size, image_size, scaling)
         if isinstance(decoded, BadSite):
             quarantined.append({"site_id": row["site_id"], "path": decoded.path, "reason": decoded.reason})
             continue

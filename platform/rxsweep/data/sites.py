@@ -12,10 +12,18 @@
     label        int class id: 0..1107 treatments, 1108..1137 positive controls, 1138 untreated;
                  -1 where the layout hides it (Kaggle test.csv)
     split_group  the layout's own split: Kaggle train | test, WILDS train | val | test
-    image_paths  absolute paths of the site's PNGs, one per stored image (6 grey, or 1 RGB)
+    source       the laboratory that imaged it: 'rxrx1' (one source) | LoadData's Metadata_Source
+    batch        the batch it was imaged in: RxRx1's experiment | LoadData's Metadata_Batch
+    image_paths  absolute paths of the site's images, one per stored image (6 grey, or 1 RGB, or
+                 one 16-bit TIFF a channel for LoadData)
 
-`table.attrs` carries `layout`, `root` and `n_channels`. Paths are checked to stay inside the data
-root; images themselves are opened (and bad ones quarantined) by ingest, not here.
+The third layout, `loaddata` (CellProfiler LoadData CSVs and a platemap: your own Cell Painting
+plates), maps its own names onto these columns: loaddata_layout.py says how.
+
+`table.attrs` carries `layout`, `root`, `n_channels` and `channels` (their names).
+`load_sites_and_rejected` also returns the rows the layout could not use, with `reason` and `path`
+(LoadData only; ingest quarantines them). Paths are checked to stay inside the data root; images themselves are opened (and bad ones
+quarantined) by ingest, not here.
 """
 
 from __future__ import annotations
@@ -27,13 +35,15 @@ from typing import Callable
 
 import pandas as pd
 
-from rxsweep.data import kaggle_layout, wilds_layout
+from rxsweep.data import kaggle_layout, loaddata_layout, rxrx1_facts, wilds_layout
 from rxsweep.data.errors import MAX_ROWS_IN_MESSAGE, SiteTableError
 
 COLUMNS = [
     "site_id", "well_id", "experiment", "plate", "well", "site", "cell_type", "well_type",
-    "sirna", "label", "split_group", "image_paths",
+    "sirna", "label", "split_group", "source", "batch", "image_paths",
 ]
+#: The source of every RxRx1 site: one laboratory (Recursion) imaged all of it.
+RXRX1_SOURCE = "rxrx1"
 
 
 @dataclass(frozen=True)
@@ -49,15 +59,26 @@ LAYOUTS: dict[str, Layout] = {
     "wilds": Layout("wilds", 3, lambda _split, *key: wilds_layout.wilds_image_paths(*key)),
     "rxrx1": Layout("rxrx1", 6, lambda _split, *key: wilds_layout.rxrx1_image_paths(*key)),
 }
+LOADDATA = "loaddata"  # channels and paths come from its CSVs, not from a Layout
+KNOWN_LAYOUTS = ["auto", *LAYOUTS, LOADDATA]
 
 
 def load_sites(root: str | os.PathLike, layout: str = "auto") -> pd.DataFrame:
-    """Read an RxRx1 folder (Kaggle, WILDS or rxrx.ai layout) into the site table described above."""
-    if layout != "auto" and layout not in LAYOUTS:
-        raise ValueError(f"unknown layout {layout!r}; known: {['auto', *LAYOUTS]}")
+    """Read an RxRx1 folder (Kaggle, WILDS or rxrx.ai layout) or a LoadData folder into the site
+    table described above."""
+    return load_sites_and_rejected(root, layout)[0]
+
+
+def load_sites_and_rejected(root: str | os.PathLike, layout: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The site table, and the rows the layout listed but could not use (site table columns +
+    reason + path; empty for the RxRx1 layouts, whose faults are errors or bad images)."""
+    if layout not in KNOWN_LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; known: {KNOWN_LAYOUTS}")
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} is not a folder")
+    if layout == LOADDATA or (layout == "auto" and loaddata_layout.is_loaddata_root(root)):
+        return _loaddata_sites(root)
     layout, data_dir, rows = _read_rows(root, layout)
     spec = LAYOUTS[layout]
     if "site" not in rows.columns:  # Kaggle lists wells: each is imaged at two sites
@@ -71,11 +92,28 @@ def load_sites(root: str | os.PathLike, layout: str = "auto") -> pd.DataFrame:
         for split, exp, plate, well, site in zip(
             rows["split_group"], rows["experiment"], rows["plate"], rows["well"], rows["site"])
     ]
+    rows["source"], rows["batch"] = RXRX1_SOURCE, rows["experiment"]
+    channels = rxrx1_facts.CHANNELS[:spec.n_channels]
+    return _finish(rows, root, layout, channels, pd.DataFrame(columns=[*COLUMNS, "reason", "path"]))
+
+
+def _loaddata_sites(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows, rejected, channels = loaddata_layout.read_loaddata(root)
+    if rows.empty:
+        reasons = rejected["reason"].value_counts().head(3).to_dict()
+        raise SiteTableError(f"{root}: no usable site in the LoadData CSVs ({len(rejected)} rejected; "
+                             f"most common reasons: {reasons})")
+    _reject_duplicates(pd.concat([rows, rejected]), root)
+    return _finish(rows, root, LOADDATA, channels, rejected)
+
+
+def _finish(rows: pd.DataFrame, root: Path, layout: str, channels: tuple[str, ...],
+            rejected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     _reject_folders_outside(rows, root)
     table = rows.sort_values(["experiment", "plate", "well", "site"], kind="stable")[COLUMNS]
     table = table.reset_index(drop=True)
-    table.attrs.update(layout=layout, root=str(root), n_channels=spec.n_channels)
-    return table
+    table.attrs.update(layout=layout, root=str(root), n_channels=len(channels), channels=list(channels))
+    return table, rejected.sort_values("site_id").reset_index(drop=True)
 
 
 def _read_rows(root: Path, layout: str) -> tuple[str, Path, pd.DataFrame]:
@@ -88,8 +126,9 @@ def _read_rows(root: Path, layout: str) -> tuple[str, Path, pd.DataFrame]:
             )
         if not kaggle and not metadata:
             raise SiteTableError(
-                f"{root} is not an RxRx1 folder: expected train.csv/test.csv (Kaggle layout) or one of "
-                f"{list(wilds_layout.METADATA_LOCATIONS)} (WILDS / rxrx.ai layout)"
+                f"{root} is not an RxRx1 or LoadData folder: expected train.csv/test.csv (Kaggle layout), "
+                f"one of {list(wilds_layout.METADATA_LOCATIONS)} (WILDS / rxrx.ai layout), or load_data.csv, "
+                "load_data_csv/ or loaddata.yaml (CellProfiler LoadData: your own plates)"
             )
         layout = "kaggle" if kaggle else "metadata"
     if layout == "kaggle":

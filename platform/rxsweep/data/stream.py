@@ -30,7 +30,10 @@ from rxsweep.data.splits import SPLITS, SplitSpec, assign_splits
 from rxsweep.data.transforms import AugmentSpec, BatchTransform
 
 INDEX_COLUMNS = ["site_id", "well_id", "experiment", "plate", "well", "site", "cell_type", "well_type",
-                 "sirna", "label", "split_group"]
+                 "sirna", "label", "split_group", "source", "batch"]
+#: Columns shards written before they existed lack, and what they were for RxRx1 (its one source;
+#: its experiment is its batch).
+ADDED_COLUMNS = {"source": lambda table: "rxrx1", "batch": lambda table: table["experiment"]}
 READ_COLUMNS = ["site_id", "experiment", "plate", "cell_type", "well_type", "label", "image"]
 BATCH_COLUMNS = ["image", "label", "experiment_id", "plate_id", "cell_type_id", "is_treatment", "site_index"]
 TREATMENT = WELL_TYPES[0]  # the well_type of a treatment well
@@ -79,9 +82,16 @@ def open_shards(shards_dir: str | Path) -> ShardIndex:
     if manifest.get("format") != FORMAT:
         raise ValueError(f"{manifest_file}: format {manifest.get('format')!r}, this rxsweep reads {FORMAT!r}; "
                          "ingest the data again into a new folder")
-    parts = []
+    parts, columns = [], None
     for shard in manifest["shards"]:
-        part = locations.read_table(locations.join(root, shard["file"]), columns=INDEX_COLUMNS).to_pandas()
+        location = locations.join(root, shard["file"])
+        if columns is None:  # one ingest writes one schema: read it from the first shard only
+            present = set(locations.parquet_file(location).schema_arrow.names)
+            columns = [c for c in INDEX_COLUMNS if c in present]
+        part = locations.read_table(location, columns=columns).to_pandas()
+        for column, fill in ADDED_COLUMNS.items():
+            if column not in part:
+                part[column] = fill(part)
         part["shard"] = shard["file"]
         part["row"] = np.arange(len(part))
         parts.append(part)
