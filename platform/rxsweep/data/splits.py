@@ -15,7 +15,9 @@
                   could read "control or treatment" off the domain.
 
 Held-out experiments are explicit lists, or N per cell type drawn with a seed from the labelled
-experiments, always leaving each cell type at least one training experiment.
+experiments, always leaving each cell type at least one training experiment; or, for data from
+several laboratories (LoadData's Metadata_Source), every experiment of N whole sources
+(n_val_sources, n_test_sources), always leaving one source to train on.
 """
 
 from __future__ import annotations
@@ -36,19 +38,26 @@ class SplitSpec:
     n_test_per_cell_type: int = 1  # used when test_experiments is empty
     holdout_fraction: float = 0.1  # share of training wells kept for training-domain validation
     seed: int = 0
+    n_val_sources: int = 0  # > 0: hold out this many whole sources for validation instead
+    n_test_sources: int = 0  # > 0: hold out this many whole sources for test instead
 
 
 def assign_splits(index: pd.DataFrame, spec: SplitSpec) -> pd.Series:
-    """Split name for each site of `index` (needs experiment, cell_type, well_id, well_type, label)."""
+    """Split name for each site of `index` (needs experiment, cell_type, well_id, well_type, label;
+    source when sources are held out)."""
     if not 0.0 <= spec.holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in [0, 1), got {spec.holdout_fraction}")
     labelled = index.groupby("experiment")["label"].min().ge(0)
     cell_type = index.groupby("experiment")["cell_type"].first()
     rng = np.random.default_rng(spec.seed)
     # When both are drawn, the val draw must leave room for the test draw and one training experiment.
-    reserve = 0 if spec.test_experiments else spec.n_test_per_cell_type
-    val = _choose(spec.val_experiments, spec.n_val_per_cell_type, labelled, cell_type, rng, "val", set(), reserve)
-    test = _choose(spec.test_experiments, spec.n_test_per_cell_type, labelled, cell_type, rng, "test", set(val), 0)
+    if spec.n_val_sources or spec.n_test_sources:
+        source = index.groupby("experiment")["source"].first()
+        val, test = _choose_sources(spec, labelled, source, cell_type, rng)
+    else:
+        reserve = 0 if spec.test_experiments else spec.n_test_per_cell_type
+        val = _choose(spec.val_experiments, spec.n_val_per_cell_type, labelled, cell_type, rng, "val", set(), reserve)
+        test = _choose(spec.test_experiments, spec.n_test_per_cell_type, labelled, cell_type, rng, "test", set(val), 0)
     overlap = set(val) & set(test)
     if overlap:
         raise ValueError(f"experiments {sorted(overlap)} are in both val_experiments and test_experiments")
@@ -64,6 +73,32 @@ def assign_splits(index: pd.DataFrame, spec: SplitSpec) -> pd.Series:
     holdout = set(rng.permutation(wells)[:n_holdout])
     split[training & index["well_id"].isin(holdout)] = "val"
     return split
+
+
+def _choose_sources(spec: SplitSpec, labelled: pd.Series, source: pd.Series, cell_type: pd.Series,
+                    rng: np.random.Generator) -> tuple[list[str], list[str]]:
+    """Held-out validation and test experiments when whole sources are held out: every labelled
+    experiment of n_val_sources, and of n_test_sources other sources, drawn with the split's seed.
+    A side without sources (n = 0) takes its explicit list or its draw per cell type from the rest.
+    At least one source is left to train on."""
+    if spec.n_val_sources < 0 or spec.n_test_sources < 0:
+        raise ValueError("n_val_sources and n_test_sources must be >= 0")
+    pool = sorted(source[labelled].unique())
+    if len(pool) - spec.n_val_sources - spec.n_test_sources < 1:
+        raise ValueError(f"the data has {len(pool)} source(s) with labels ({pool}): holding out "
+                         f"{spec.n_val_sources} for validation and {spec.n_test_sources} for test would leave "
+                         "none to train on; lower n_val_sources / n_test_sources")
+    drawn = list(rng.permutation(pool))
+    by_source = {}
+    for what, n in (("val", spec.n_val_sources), ("test", spec.n_test_sources)):
+        chosen = {drawn.pop(0) for _ in range(n)}
+        by_source[what] = sorted(e for e in source.index[source.isin(chosen)] if labelled[e])
+    taken = set(by_source["val"]) | set(by_source["test"])
+    val = by_source["val"] or _choose(spec.val_experiments, spec.n_val_per_cell_type, labelled, cell_type, rng,
+                                      "val", taken, 0)
+    test = by_source["test"] or _choose(spec.test_experiments, spec.n_test_per_cell_type, labelled, cell_type,
+                                        rng, "test", taken | set(val), 0)
+    return val, test
 
 
 def _choose(explicit: tuple[str, ...], per_cell_type: int, labelled: pd.Series, cell_type: pd.Series,

@@ -40,7 +40,9 @@ import torch.nn as nn
 from .grl import GradientReversal
 from .heads import DomainHead, domain_loss_per_site
 
-DOMAIN_LABELS = ("experiment", "plate", "none")
+#: What a domain is: an experiment (RxRx1's batch), a plate, a batch (the experiment by its
+#: LoadData name: a batch of one source) or a source (a laboratory); none: no domain head (ERM).
+DOMAIN_LABELS = ("experiment", "plate", "batch", "source", "none")
 ADVERSARIES = ("dann", "cdann")
 #: Parameter-name prefixes of the discriminator (its own learning rate, see training.recipe).
 DISCRIMINATOR_PREFIXES = ("domain_head.", "class_embedding.")

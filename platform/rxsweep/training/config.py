@@ -69,7 +69,7 @@ def hparam(default, help: str, *, choices=None, low=None, high=None, log=False, 
 
 
 #: Conditions shared by several hyperparameters.
-DANN_ONLY = {"domain_label": ("experiment", "plate")}
+DANN_ONLY = {"domain_label": ("experiment", "plate", "batch", "source")}
 AR_ONLY = {"resampling": ("adaptive",)}
 
 
@@ -94,7 +94,8 @@ class TrainConfig:
         "features (this is the embedding the analysis scores)", choices=(None, 128, 256, 512), low=1)
     # ------------------------------------------------------------------------------------ DANN
     domain_label: str = hparam(
-        "experiment", "what the domain head predicts: experiment | plate; none = ERM (no domain head)",
+        "experiment", "what the domain head predicts: experiment | plate | batch (= experiment, by its "
+        "LoadData name) | source (the laboratory); none = ERM (no domain head)",
         choices=DOMAIN_LABELS)
     lambda_schedule: str = hparam("ganin", "GRL strength over training progress p in [0, 1]",
                                   choices=list_schedules(), when=DANN_ONLY)
@@ -176,6 +177,10 @@ class TrainConfig:
     test_experiments: tuple[str, ...] = setting((), "held-out test experiments, reported only")
     n_val_per_cell_type: int = setting(1, "held-out validation experiments drawn per cell type", low=0)
     n_test_per_cell_type: int = setting(1, "held-out test experiments drawn per cell type", low=0)
+    n_val_sources: int = setting(0, "held-out validation sources (laboratories): every experiment of "
+                                 "each; > 0 replaces n_val_per_cell_type", low=0)
+    n_test_sources: int = setting(0, "held-out test sources (laboratories): every experiment of each; "
+                                  "> 0 replaces n_test_per_cell_type", low=0)
     holdout_fraction: float = setting(0.1, "share of training wells kept for val_acc", low=0.0, high=0.9)
     split_seed: int = setting(0, "seed of the split draw (kept apart from seed: every training seed "
                               "is judged on the same experiments)", low=0)
@@ -235,7 +240,8 @@ class TrainConfig:
 
     def split_spec(self) -> SplitSpec:
         return SplitSpec(self.val_experiments, self.test_experiments, self.n_val_per_cell_type,
-                         self.n_test_per_cell_type, self.holdout_fraction, self.split_seed)
+                         self.n_test_per_cell_type, self.holdout_fraction, self.split_seed,
+                         self.n_val_sources, self.n_test_sources)
 
     def augment_spec(self) -> AugmentSpec:
         return AugmentSpec(self.rotate90, self.flip, self.crop, self.intensity_jitter)

@@ -31,10 +31,11 @@ EMBEDDING_SPLITS = ("heldout_val", "heldout_test")
 PARTITION_STREAM = 7
 
 _SPLIT_FIX = {
-    "train": "hold out fewer experiments (n_val_per_cell_type / n_test_per_cell_type or the explicit lists)",
+    "train": "hold out fewer experiments (n_val_per_cell_type / n_test_per_cell_type, n_val_sources / "
+             "n_test_sources or the explicit lists)",
     "val": "raise holdout_fraction above 0",
-    "heldout_val": "set n_val_per_cell_type >= 1 or list val_experiments",
-    "heldout_test": "set n_test_per_cell_type >= 1 or list test_experiments",
+    "heldout_val": "set n_val_per_cell_type >= 1, n_val_sources >= 1 or list val_experiments",
+    "heldout_test": "set n_test_per_cell_type >= 1, n_test_sources >= 1 or list test_experiments",
 }
 
 
@@ -141,9 +142,13 @@ def preflight(cfg: TrainConfig, shards_dir: str | Path, index: ShardIndex | None
             raise ConfigError(f"split {split!r} has no sites with these settings; {_SPLIT_FIX[split]}")
 
     train = index.table[index.table["split"] == TRAIN_SPLIT]
-    if cfg.domain_label == "experiment":
-        names = sorted(train["experiment"].unique())
-        lut = [names.index(e) if e in names else -1 for e in index.experiments]
+    if cfg.domain_label in ("experiment", "batch", "source"):
+        # A batch is an experiment (sites.py); a source holds whole experiments: the stream's
+        # experiment id maps to the domain through the look-up table.
+        column = "source" if cfg.domain_label == "source" else "experiment"
+        names = sorted(train[column].unique())
+        owner = index.table.groupby("experiment")[column].first()
+        lut = [names.index(owner[e]) if owner[e] in names else -1 for e in index.experiments]
     elif cfg.domain_label == "plate":
         keys = sorted({(e, int(p)) for e, p in zip(train["experiment"], train["plate"])})
         names = [f"{e}/{p}" for e, p in keys]
