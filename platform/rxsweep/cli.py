@@ -14,10 +14,17 @@ from rxsweep.cli_support import checked_locations, describe_error, say_how_to_re
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from rxsweep.data.synth import generate
+    if args.layout == "loaddata":  # a JUMP-like Cell Painting world: its own generator and presets
+        from rxsweep.data.synth.cellpainting import generate_loaddata
 
-    root = generate(args.out, layout=args.layout, preset=args.preset, seed=args.seed,
-                    image_size=args.image_size, workers=args.workers)
+        if args.image_size is not None:
+            raise ValueError("--image-size is not available with --layout loaddata: its presets fix the size")
+        root = generate_loaddata(args.out, preset=args.preset, seed=args.seed, workers=args.workers)
+    else:
+        from rxsweep.data.synth import generate
+
+        root = generate(args.out, layout=args.layout, preset=args.preset, seed=args.seed,
+                        image_size=args.image_size, workers=args.workers)
     print(root)
     return 0
 
@@ -62,6 +69,7 @@ def _sweep(args: argparse.Namespace) -> int:
     from rxsweep.analysis.terminal_view import print_sweep_end
     from rxsweep.data.prepare import prepare_data, prepare_synthetic
     from rxsweep.stages import stage
+    from rxsweep.training.embeddings_arm import parse_embeddings
     from rxsweep.tuning import sweep_files
     from rxsweep.tuning.progress import terminal
     from rxsweep.tuning.space_yaml import load_space
@@ -76,6 +84,7 @@ def _sweep(args: argparse.Namespace) -> int:
     if args.name is not None:
         name = check_name(args.name)
     storage, data = checked_locations(args)  # a bad path or URI, or one this process may not use, fails here too
+    embeddings = parse_embeddings(args.embeddings)  # a bad NAME or a missing file too (the contents: run_sweep)
     folder = SweepStorage.open(locations.join(storage, "sweeps"), name)
     folder.pull()  # at a URI: the sweep's files first (its log among them: this driver appends to it)
     log = None if args.verbose else folder.local / sweep_files.DRIVER_LOG
@@ -92,7 +101,7 @@ def _sweep(args: argparse.Namespace) -> int:
                                       num_samples=args.num_samples or (EMBEDDED_SAMPLES if embedded else None),
                                       confirm_seeds=args.confirm_seeds if args.confirm_seeds is not None else
                                       (EMBEDDED_CONFIRM_SEEDS if embedded else None),
-                                      max_concurrent=args.max_concurrent)
+                                      max_concurrent=args.max_concurrent, embeddings=embeddings)
             sweep = load_sweep(sweep_dir)
             with stage("verdict (the sweep itself finished)"), progress.phase(
                     "verdict", "the confirmation runs against ERM on the held-out test experiments"
@@ -154,7 +163,7 @@ def _smoke(args: argparse.Namespace) -> int:
             space_path = Path(tmp) / f"{smoke.space.name}.yaml"  # the sweep keeps a copy: space.yaml
             space_path.write_text(smoke.space.text)
             run_sweep(space_path, shards, storage=root, name=name, confirm_seeds=args.confirm_seeds,
-                      max_concurrent=args.max_concurrent)
+                      max_concurrent=args.max_concurrent, embeddings=args.embeddings)
         return f"search and confirmation -> {sweep_dir}"
 
     def verdict() -> str:
@@ -256,9 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rxsweep", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    synth = commands.add_parser("synth", help="write a synthetic RxRx1 dataset in a public layout")
+    synth = commands.add_parser("synth", help="write a synthetic RxRx1 dataset in a public layout, or a "
+                                "JUMP-like Cell Painting one as CellProfiler LoadData (--layout loaddata)")
     synth.add_argument("--out", required=True, type=Path, help="folder to write into")
-    synth.add_argument("--layout", choices=["kaggle", "wilds"], default="kaggle")
+    synth.add_argument("--layout", choices=["kaggle", "wilds", "loaddata"], default="kaggle",
+                       help="loaddata: 5-channel 16-bit TIFFs of sources x batches x plates, LoadData CSVs "
+                            "and a JUMP platemap (presets tiny and small)")
     synth.add_argument("--preset", choices=["tiny", "small", "full"], default="tiny")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--image-size", type=int, default=None, help="override the preset's image size")
@@ -266,10 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     synth.set_defaults(handler=_synth)
 
     ingest = commands.add_parser("ingest", help="decode an RxRx1 folder once into Parquet shards")
-    ingest.add_argument("--data", required=True, type=Path, help="RxRx1 folder (Kaggle, WILDS or rxrx.ai layout)")
+    ingest.add_argument("--data", required=True, type=Path, help="RxRx1 folder (Kaggle, WILDS or rxrx.ai layout) "
+                        "or a CellProfiler LoadData folder (load_data.csv files and a platemap)")
     ingest.add_argument("--out", required=True, type=Path, help="shard folder to write")
     ingest.add_argument("--image-size", type=int, default=None, help="resize to this edge (default: native)")
-    ingest.add_argument("--layout", default="auto", choices=["auto", "kaggle", "wilds", "rxrx1"])
+    ingest.add_argument("--layout", default="auto", choices=["auto", "kaggle", "wilds", "rxrx1", "loaddata"])
     ingest.add_argument("--quiet", action="store_true", help="no progress output")
     ingest.set_defaults(handler=_ingest)
 
@@ -323,7 +336,7 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
                        help=f"search space YAML (default: {DEFAULT_SPACE.relative_to(DEFAULT_SPACE.parents[1])})")
     sweep.add_argument("--data", default=None,
                        help="shard folder from `rxsweep ingest` (a path, or a URI: s3://, gs://, file://, read "
-                            "in place), or an RxRx1 folder in any public layout (ingested once into "
+                            "in place), or an RxRx1 folder in any public layout or a LoadData folder (ingested once into "
                             "STORAGE/shards/); default: the synthetic --preset")
     sweep.add_argument("--storage", default="results",
                        help="folder for data, shards and sweeps (default: ./results); on a cluster a path "
@@ -343,6 +356,11 @@ def add_sweep_arguments(sweep: argparse.ArgumentParser) -> None:
                             "set of trials, each restarted once from its checkpoint), through the search, "
                             "confirmation, ranking and verdict, into STORAGE/smoke/; print what ran and "
                             "failed; exit 1 on any failure. Run it before a cluster run")
+    sweep.add_argument("--embeddings", action="append", default=None, metavar="NAME=FILE.parquet",
+                       help="your own embeddings as a verdict arm (repeatable): a Parquet file with site_id and "
+                            "embedding (a list of numbers a site) for every site of the split; the sweep fits the "
+                            "features baseline's logistic regression on them and judges NAME and NAME + Harmony "
+                            "against ERM. NAME: letters, digits, _ . + -")
     sweep.add_argument("--preset", default="tiny", choices=["tiny", "small", "full"],
                        help="synthetic preset used when no --data is given")
     sweep.add_argument("--verbose", action="store_true",

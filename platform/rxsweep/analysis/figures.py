@@ -25,7 +25,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from rxsweep.analysis.ranking import RANK_ON
-from rxsweep.analysis.reference_rows import REFERENCE_STATUSES
+from rxsweep.analysis.reference_rows import REFERENCE_STATUSES, reference_label
 from rxsweep.analysis.resampling_figure import resampling_figure
 from rxsweep.analysis.sweep_folder import Sweep
 from rxsweep.metrics.embedding_scores import read_embeddings, stack
@@ -52,6 +52,8 @@ def method_label(method, domain_label=None) -> str:
     """'ERM', '<DANN|CDANN>-<domain>', or a reference row's label, from a row's method and domain_label."""
     if method in REFERENCE_LABELS:
         return REFERENCE_LABELS[method]
+    if reference_label(method) is not None:  # an --embeddings arm
+        return reference_label(method)
     if method in (None, "erm") or method != method or domain_label in (None, "none") or domain_label != domain_label:
         return "ERM"
     return f"{str(method).upper()}-{domain_label}"

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rxsweep.analysis.reference_rows import REFERENCE_STATUSES, features_row, posthoc_rows
+from rxsweep.analysis.reference_rows import REFERENCE_STATUSES, embeddings_rows, features_row, posthoc_rows
 from rxsweep.analysis.sweep_folder import Sweep, Trial, load_sweep
 from rxsweep.metrics.embedding_scores import MIXING_KEYS, plate_design, read_embeddings, retention_scores
 from rxsweep.metrics.ranks import aggregate_rank, pareto_front
@@ -55,6 +55,7 @@ def rank_sweep(sweep: Sweep | str | Path, retention: bool = True) -> pd.DataFram
     if retention:  # the reference rows score embeddings too (reference_rows.py)
         rows += posthoc_rows(sweep, rows)
         rows += [row for row in [features_row(sweep)] if row is not None]
+        rows += embeddings_rows(sweep)  # the user's own embeddings (--embeddings NAME=FILE)
     columns = ["trial_id", "status", "method", "domain_label", *[p for p in sweep.params if p != "domain_label"],
                "epochs", "heldout_val_acc", "heldout_val_acc_all", *RETENTION, *MIXING_KEYS, "heldout_test_acc"]
     if any(row.get("resampling") == "adaptive" for row in rows):

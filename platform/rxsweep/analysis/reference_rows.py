@@ -9,6 +9,8 @@
     features + LR        the hand-made-features baseline (rxsweep.training.features_baseline):
                          accuracy of its predictions, mixing and replicate retrieval of its
                          standardised features' well profiles
+    NAME                 each `--embeddings NAME=FILE` arm (rxsweep.training.embeddings_arm),
+    NAME + Harmony       scored as features + LR, and again on its Harmony-corrected profiles
 
 They follow the trials in the table (status `post-hoc` or `baseline`, never ranked among the
 trials), so it shows at once whether a DANN beats ERM followed by a standard correction, and
@@ -31,6 +33,10 @@ SPLIT = "heldout_val"
 REFERENCE_STATUSES = ("post-hoc", "baseline")
 CORRECTIONS = {"sphering": "sphering", "harmony": "Harmony"}
 FEATURES = "features + LR"
+#: Methods of the user's embeddings arms: EMBEDDINGS_METHOD + NAME, and EMBEDDINGS_HARMONY_METHOD + NAME
+#: for its Harmony-corrected twin (the verdict's arms carry the same methods).
+EMBEDDINGS_METHOD = "embeddings:"
+EMBEDDINGS_HARMONY_METHOD = "embeddings+harmony:"
 #: The replicate-retrieval columns a reference row scores on its own profiles.
 REPLICATE_KEYS = tuple(f"{SPLIT}_{k}" for k in ("replicate_map", "retrieved_fraction", "replicate_chance"))
 
@@ -67,6 +73,38 @@ def features_row(sweep: Sweep) -> dict | None:
         row.update(prediction_accuracies(table, split))
     row.update(_profile_scores(well_profiles(table, SPLIT)))
     return row
+
+
+def embeddings_rows(sweep: Sweep) -> list[dict]:
+    """Two rows (NAME, NAME + Harmony) for each `--embeddings NAME=FILE` arm the sweep computed,
+    as features_row (accuracy of the arm's predictions, kept by the Harmony row)."""
+    out = []
+    for name, path in sweep.embeddings_arms.items():
+        table = read_embeddings(path)
+        row = {"trial_id": name, "status": "baseline", "method": EMBEDDINGS_METHOD + name}
+        for split in ("heldout_val", "heldout_test"):
+            row.update(prediction_accuracies(table, split))
+        wells = well_profiles(table, SPLIT)
+        out.append({**row, **_profile_scores(wells)})
+        harmony = {**row, "trial_id": f"{name} + Harmony", "method": EMBEDDINGS_HARMONY_METHOD + name}
+        try:
+            harmony.update(_profile_scores(corrected_profiles(wells, "harmony")))
+        except ValueError as exc:
+            harmony.update({k: math.nan for k in out[-1] if k.startswith("mixing") or k in REPLICATE_KEYS},
+                           error=f"harmony: {exc}")
+        out.append(harmony)
+    return out
+
+
+def reference_label(method) -> str | None:
+    """A reference row's (or verdict arm's) label from its method: "ERM + sphering", "features + LR",
+    "NAME", "NAME + Harmony"; None for a trial's method."""
+    method = str(method)
+    if method.startswith(EMBEDDINGS_METHOD):
+        return method[len(EMBEDDINGS_METHOD):]
+    if method.startswith(EMBEDDINGS_HARMONY_METHOD):
+        return f"{method[len(EMBEDDINGS_HARMONY_METHOD):]} + Harmony"
+    return {"erm+sphering": "ERM + sphering", "erm+harmony": "ERM + Harmony", "features": FEATURES}.get(method)
 
 
 def _profile_scores(wells: pd.DataFrame) -> dict:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from rxsweep.analysis.figures import build_figures
 from rxsweep.analysis.ranking import format_cell, rank_sweep
+from rxsweep.analysis.reference_rows import EMBEDDINGS_HARMONY_METHOD, EMBEDDINGS_METHOD
 from rxsweep.analysis.sweep_folder import Sweep, load_sweep
 from rxsweep.analysis.verdict import headline_text, read_verdict, write_verdict
 from rxsweep.tuning.sweep_files import STATUSES, VERDICT_FILE
@@ -145,7 +146,9 @@ def verdict_html(verdict: dict) -> str:
             cells.append(f"<td class='{css}'>{html.escape(_interval(value))}"
                          f"{'<br><small>' + html.escape(word) + '</small>' if word else ''}</td>")
         seeds = (f"{len(arm['seeds'])} seed(s): {', '.join(map(str, arm['trial_ids']))}"
-                 if arm["method"] != "features" else "deterministic")
+                 if arm["method"] != "features" and not arm["method"].startswith((EMBEDDINGS_METHOD,
+                                                                                   EMBEDDINGS_HARMONY_METHOD))
+                 else "deterministic")
         body.append(f"<tr data-arm='{html.escape(arm['method'])}'><td style='text-align:left'>"
                     f"{html.escape(arm['name'])}</td><td>{seeds}</td>{''.join(cells)}</tr>")
     return (f"<p id='verdict-summary'><b>{summary}</b></p>"

@@ -58,6 +58,14 @@ class Sweep:
         return path if path.exists() else None
 
     @property
+    def embeddings_arms(self) -> dict[str, Path]:
+        """{NAME: its held-out table} of each `--embeddings NAME=FILE` arm the sweep computed
+        (rxsweep.training.embeddings_arm), by NAME."""
+        folder = self.path / sweep_files.EMBEDDINGS_ARMS_DIR
+        found = sorted(folder.glob("*/embeddings.parquet")) if folder.is_dir() else []
+        return {p.parent.name: p for p in found}
+
+    @property
     def name(self) -> str:
         return self.meta.get("name", self.path.name)
 

@@ -25,7 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from rxsweep.analysis.ranking import format_cell
-from rxsweep.analysis.reference_rows import REFERENCE_STATUSES
+from rxsweep.analysis.reference_rows import REFERENCE_STATUSES, reference_label
 from rxsweep.analysis.verdict_summary import LABELS as METRIC_LABELS
 from rxsweep.analysis.verdict_summary import summary_sentence
 from rxsweep.console import make_console
@@ -151,6 +151,8 @@ def _method(row: dict) -> str:
     method = row.get("method")
     if method in REFERENCE_LABELS:
         return REFERENCE_LABELS[method]
+    if reference_label(method) is not None:  # an --embeddings arm
+        return reference_label(method)
     domain = row.get("domain_label")
     label = "ERM" if method in (None, "erm") or not _present(domain) or domain == "none" \
         else f"{str(method).upper()}-{domain}"

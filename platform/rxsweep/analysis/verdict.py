@@ -10,7 +10,10 @@ confirmation run, so the luck that won the search does not reach the test number
                  (the methods' arms are then the plain-sampling trials');
                  ERM + sphering, ERM + Harmony: the ERM runs' test well profiles after a post-hoc
                  correction (rxsweep.metrics.posthoc; predictions, and so accuracy, unchanged);
-                 features + LR: the hand-made-features baseline (one deterministic run)
+                 features + LR: the hand-made-features baseline (one deterministic run);
+                 NAME, NAME + Harmony: each `--embeddings NAME=FILE` (the user's own vectors through
+                 the baseline's linear probe, rxsweep.training.embeddings_arm), and its Harmony-
+                 corrected test well profiles (as ERM + Harmony)
     metric       heldout_test_acc   treatment-well accuracy of the sites (top-1)
     (judged)     mixing             well-level batch mixing (the composite of rxsweep.metrics.mixing)
                  replicate_map      treatment-query replicate mAP across experiments (copairs)
@@ -45,6 +48,7 @@ import pandas as pd
 
 from rxsweep import fileio
 from rxsweep.analysis.judging import LEVEL, METRICS, N_BOOT, REPORTED, arm_bootstrap, arm_metrics, judge, score_tables
+from rxsweep.analysis.reference_rows import EMBEDDINGS_HARMONY_METHOD, EMBEDDINGS_METHOD
 from rxsweep.analysis.sweep_folder import Sweep, load_sweep
 from rxsweep.analysis.verdict_summary import summary_sentence
 from rxsweep.metrics.embedding_scores import read_embeddings
@@ -77,7 +81,8 @@ class Arm:
 
 
 def arms_of(sweep: Sweep) -> list[Arm]:
-    """The verdict's arms, from the confirmation runs and the features baseline (ERM first)."""
+    """The verdict's arms, from the confirmation runs, the features baseline and the user's
+    embeddings arms (ERM first)."""
     confirm = sweep.confirm_record
     adaptive = [t.config.get("resampling") == "adaptive" for t in sweep.trials]
     ar_searched = len(set(adaptive)) > 1  # as rxsweep.tuning.confirm groups the trials
@@ -100,6 +105,10 @@ def arms_of(sweep: Sweep) -> list[Arm]:
             arms += [Arm(label, f"erm+{name}", tables, correction=name, **common) for name, label in POSTHOC.items()]
     if sweep.features_baseline is not None:
         arms.append(Arm(FEATURES, "features", [_test_rows(read_embeddings(sweep.features_baseline))], seeds=[0]))
+    for name, path in sweep.embeddings_arms.items():  # the user's own embeddings, judged as the features baseline
+        tables = [_test_rows(read_embeddings(path))]
+        arms += [Arm(name, EMBEDDINGS_METHOD + name, tables, seeds=[0]),
+                 Arm(f"{name} + Harmony", EMBEDDINGS_HARMONY_METHOD + name, tables, seeds=[0], correction="harmony")]
     return arms
 
 

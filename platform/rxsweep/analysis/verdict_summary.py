@@ -9,8 +9,9 @@ as "the same" or "no worse": it stays those words.
     adversaries   DANN, CDANN, and an adaptive-resampling arm built on one of them ("DANN + AR"):
                   each told with all its words (arms with the same words together)
     ERM + AR      told with all its words too (a training-time method under test)
-    other arms    the post-hoc corrections and the features baseline: told, with all their words,
-                  when one of them is "better"; the rest are "no other arm was better"
+    other arms    the post-hoc corrections, the features baseline and the user's embeddings arms
+                  (NAME, NAME + Harmony): told, with all their words, when one of them is
+                  "better"; the rest are "no other arm was better"
     not scored    a metric no arm was scored on is said once, at the end
 
 e.g. "Against ERM, no adversary was better: DANN and CDANN were worse on every judged metric;

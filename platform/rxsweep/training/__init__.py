@@ -8,6 +8,9 @@
     resampling.py     adaptive-resampling weights of embeddings (pure NumPy)
     resampler.py      adaptive resampling in the loop: the embedding memory, each epoch's draw, its report
     ar_weights_file.py  precomputed AR weights (ar_weights_from), checked against the shards
+    site_file.py      the site_id -> value Parquet reader ar_weights_from and --embeddings share
+    features_baseline.py  hand-made features + logistic regression (linear_probe), a reference arm
+    embeddings_arm.py  the user's own embeddings (--embeddings NAME=FILE) through that linear probe
     embeddings.py     held-out embeddings -> Parquet
     checkpointing.py  checkpoint files (weights_only-safe)
     run_files.py      the run folder: file names, metrics history, claim, splits.parquet

@@ -30,7 +30,9 @@ networks weight their loss the same way (RunPlan.class_weights). Held-out experi
 choose anything.
 
 A sweep writes the table once, to SWEEP_DIR/baselines/features/embeddings.parquet
-(rxsweep.tuning.sweep_files.BASELINE_EMBEDDINGS).
+(rxsweep.tuning.sweep_files.BASELINE_EMBEDDINGS). Steps 2-4 are :func:`linear_probe`: the user's
+own embeddings arms (``rxsweep sweep --embeddings``, rxsweep.training.embeddings_arm) are the same
+function on the user's vectors instead of these features.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ ABSENT_LOG_PROB = -1.0e4
 PLATE_EPS = 1e-6
 #: Parquet schema metadata key of the baseline's own facts (n_train_sites, features, C, seconds).
 META_KEY = b"rxsweep.features_baseline"
-_SHARD_META = ["site_id", "well_id", "experiment", "plate", "well", "cell_type", "well_type", "label"]
+SHARD_META = ["site_id", "well_id", "experiment", "plate", "well", "cell_type", "well_type", "label"]
 
 
 def features_baseline(shards_dir: str | Path, splits: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
@@ -83,33 +85,61 @@ def features_baseline(shards_dir: str | Path, splits: pd.DataFrame, seed: int = 
     float32 array a row. ``attrs``: n_train_sites, n_features, feature_names, C, seconds.
     """
     started = time.perf_counter()
+    wanted = wanted_sites(splits)
+    shards_dir = locations.normalize(shards_dir)
+    manifest = _manifest(shards_dir)
+    sites, x = _read_features(shards_dir, manifest, set(wanted["site_id"]))
+    table = linear_probe(with_splits_of(sites, wanted, shards_dir), x, manifest["classes"], seed,
+                         what="the features baseline")
+    table.attrs.update(feature_names=feature_names(_channel_names(manifest)),
+                       seconds=round(time.perf_counter() - started, 3))
+    return table
+
+
+def wanted_sites(splits: pd.DataFrame) -> pd.DataFrame:
+    """site_id and split of the sites of ``splits`` a linear probe reads (train, heldout_val,
+    heldout_test); a ValueError for splits without those columns or with a site twice."""
     missing = [c for c in ("site_id", "split") if c not in splits.columns]
     if missing:
         raise ValueError(f"splits lack the columns {missing} (expected a run's splits.parquet)")
     twice = splits["site_id"][splits["site_id"].duplicated()]
     if len(twice):
         raise ValueError(f"splits name {len(twice)} sites twice, e.g. {twice.iloc[0]!r}")
-    wanted = splits.loc[splits["split"].isin((TRAIN_SPLIT, *HELDOUT_SPLITS)), ["site_id", "split"]]
-    shards_dir = locations.normalize(shards_dir)
-    manifest = _manifest(shards_dir)
-    sites, x = _read_features(shards_dir, manifest, set(wanted["site_id"]))
+    return splits.loc[splits["split"].isin((TRAIN_SPLIT, *HELDOUT_SPLITS)), ["site_id", "split"]]
+
+
+def with_splits_of(sites: pd.DataFrame, wanted: pd.DataFrame, shards_dir: str) -> pd.DataFrame:
+    """``sites`` (shard rows, SHARD_META columns) with the ``split`` of ``wanted``; a ValueError
+    when a wanted site is not among them."""
     sites = sites.merge(wanted, on="site_id", how="left", validate="one_to_one")
     if len(sites) < len(wanted):
         absent = sorted(set(wanted["site_id"]) - set(sites["site_id"]))
         raise ValueError(f"{len(absent)} sites of the splits are not in the shards of {shards_dir}, "
                          f"e.g. {absent[:3]}: splits of another data set?")
+    return sites
+
+
+def linear_probe(sites: pd.DataFrame, x: np.ndarray, classes: list[int], seed: int = 0,
+                 what: str = "a linear probe") -> pd.DataFrame:
+    """Steps 2-4 of the module doc on any vectors: ``x`` [n, F] a row of ``sites`` (SHARD_META
+    columns and ``split``; rows in shard order). Standardised per plate, StandardScaler +
+    LogisticRegression(C, CLASS_WEIGHT) fitted on the `train` rows, a table in the embeddings
+    schema of the heldout_val and heldout_test rows (log_probs over 0..max(classes, labels),
+    prediction, embedding = the standardised vector). ``classes``: the shards' class ids
+    (manifest). attrs: n_train_sites, n_features, C, class_weight. The features baseline and
+    the user's embeddings arms (rxsweep.training.embeddings_arm) are this function on their vectors."""
     x = standardise_per_plate(x, sites["experiment"].astype(str) + "/" + sites["plate"].astype(str))
 
     train = (sites["split"] == TRAIN_SPLIT).to_numpy()
     labels = sites["label"].to_numpy(np.int64)
     if not train.any():
-        raise ValueError("the splits have no `train` site to fit the features baseline on")
+        raise ValueError(f"the splits have no `train` site to fit {what} on")
     classifier = LogisticRegression(C=C, class_weight=CLASS_WEIGHT, max_iter=MAX_ITER, random_state=seed)
     model = make_pipeline(StandardScaler(), classifier)
     model.fit(x[train], labels[train])
 
     held = np.flatnonzero(sites["split"].isin(HELDOUT_SPLITS).to_numpy())
-    n_classes = max([*manifest["classes"], int(labels.max())]) + 1
+    n_classes = max([*classes, int(labels.max())]) + 1
     log_probs = class_log_probs(model, x[held], n_classes)
     table = sites.iloc[held][[*SITE_COLUMNS, "split", "label"]].assign(
         prediction=log_probs.argmax(axis=1).astype(np.int64),
@@ -117,10 +147,8 @@ def features_baseline(shards_dir: str | Path, splits: pd.DataFrame, seed: int = 
         log_probs=list(log_probs))
     table = table.astype({"plate": np.int64, "label": np.int64})
     table = table.sort_values(["split", "site_id"], kind="stable").reset_index(drop=True)[COLUMNS]
-    table.attrs = {"n_train_sites": int(train.sum()), "n_features": int(x.shape[1]),
-                   "feature_names": feature_names(_channel_names(manifest)), "C": C,
-                   "class_weight": CLASS_WEIGHT,
-                   "seconds": round(time.perf_counter() - started, 3)}
+    table.attrs = {"n_train_sites": int(train.sum()), "n_features": int(x.shape[1]), "C": C,
+                   "class_weight": CLASS_WEIGHT}
     return table
 
 
@@ -157,17 +185,17 @@ def features_baseline_scores(table: pd.DataFrame) -> dict[str, float]:
     return scores
 
 
-def write_features_baseline(path: str | Path, table: pd.DataFrame) -> Path:
+def write_features_baseline(path: str | Path, table: pd.DataFrame, meta_key: bytes = META_KEY) -> Path:
     """``path`` (a sweep's: rxsweep.tuning.sweep_files.BASELINE_EMBEDDINGS), atomically, in the schema of a trial's
     embeddings.parquet (embedding fixed_size_list<float32>, log_probs fixed_size_list<float16>);
-    the table's attrs go into the schema metadata. Returns the path."""
+    the table's attrs go into the schema metadata (under ``meta_key``). Returns the path."""
     frame = table[COLUMNS[:-2]].astype({"plate": np.int64, "label": np.int64, "prediction": np.int64})
     arrow = pa.Table.from_pandas(frame, preserve_index=False)
     dim = len(table["embedding"].iloc[0]) if len(table) else int(table.attrs.get("n_features", 0))
     n_classes = len(table["log_probs"].iloc[0]) if len(table) else 0
     arrow = arrow.append_column("embedding", fixed_size_list(_matrix(table["embedding"], dim), pa.float32()))
     arrow = arrow.append_column("log_probs", fixed_size_list(_matrix(table["log_probs"], n_classes), pa.float16()))
-    meta = {**(arrow.schema.metadata or {}), META_KEY: json.dumps(table.attrs).encode()}
+    meta = {**(arrow.schema.metadata or {}), meta_key: json.dumps(table.attrs).encode()}
     arrow = arrow.select(COLUMNS).replace_schema_metadata(meta)
     path = Path(path)
     with fileio.atomic_path(path) as tmp:
@@ -175,14 +203,14 @@ def write_features_baseline(path: str | Path, table: pd.DataFrame) -> Path:
     return path
 
 
-def read_features_baseline(path: str | Path) -> pd.DataFrame | None:
+def read_features_baseline(path: str | Path, meta_key: bytes = META_KEY) -> pd.DataFrame | None:
     """The table write_features_baseline wrote (arrays as numpy, attrs restored), or None."""
     path = Path(path)
     if not path.is_file():
         return None
     arrow = pq.read_table(path)
     table = arrow.to_pandas()
-    raw = (arrow.schema.metadata or {}).get(META_KEY)
+    raw = (arrow.schema.metadata or {}).get(meta_key)
     table.attrs = json.loads(raw) if raw else {}
     return table
 
@@ -199,6 +227,10 @@ def _manifest(shards_dir: str) -> dict:
 
 
 def _channel_names(manifest: dict) -> list[str]:
+    """The manifest's names (LoadData: its own, e.g. OrigDNA); shards ingested before it recorded
+    them are RxRx1's."""
+    if manifest.get("channels"):
+        return list(manifest["channels"])
     n = int(manifest["n_channels"])
     return list(CHANNELS[:n]) if n <= len(CHANNELS) else [f"c{i}" for i in range(n)]
 
@@ -221,7 +253,7 @@ def _read_features(shards_dir: str, manifest: dict, wanted: set[str]) -> tuple[p
             start += size
             if not len(rows):
                 continue
-            part = parquet.read_row_group(group, columns=[*_SHARD_META, "image"])
+            part = parquet.read_row_group(group, columns=[*SHARD_META, "image"])
             if len(rows) < size:
                 part = part.take(pa.array(rows))
             images = to_numpy(part.column("image"), shape)

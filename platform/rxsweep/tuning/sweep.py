@@ -23,6 +23,7 @@ from rxsweep.training.config import ConfigError
 from rxsweep.training.plan import RunPlan, open_index, preflight
 from rxsweep.tuning import sweep_files
 from rxsweep.tuning.progress import ended_trials, phase, say
+from rxsweep.tuning.reference_arms import embeddings_arms_once, features_baseline_once
 from rxsweep.tuning.space import SearchSpace, SpaceError
 from rxsweep.tuning.space_yaml import load_space
 from rxsweep.tuning.sweep_storage import SweepStorage
@@ -81,12 +82,18 @@ def _check_mixing_possible(space: SearchSpace, plan: RunPlan) -> None:
 
 def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "results", name: str | None = None,
               resume: bool = False, num_samples: int | None = None, max_concurrent: int | None = None,
-              echo: bool = True, confirm_seeds: int | None = None) -> Path:
+              echo: bool = True, confirm_seeds: int | None = None, embeddings=None) -> Path:
     """Run (or resume) a sweep and return its folder, STORAGE/NAME (NAME: the space's name): the
     search, then each method's confirmation runs (rxsweep.tuning.confirm). ``data`` and
     ``storage``: paths or URIs (rxsweep.locations); for a URI storage the folder returned is the
-    driver's staging copy, pushed (rxsweep.tuning.sweep_storage)."""
+    driver's staging copy, pushed (rxsweep.tuning.sweep_storage). ``embeddings``: {NAME: FILE} (or
+    NAME=FILE strings) of the user's own embeddings, each a verdict arm (rxsweep.training.embeddings_arm),
+    checked against the shards here, before anything trains."""
+    from rxsweep.training.embeddings_arm import check_embeddings, parse_embeddings
+
     space, plan = check_sweep(space_file, data, num_samples, confirm_seeds)
+    embeddings = parse_embeddings(embeddings)
+    check_embeddings(embeddings, plan.splits)
     data = locations.normalize(data)
     storage = SweepStorage.open(storage, check_name(name or space.name))
     storage.pull()
@@ -123,7 +130,8 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
               f"each {space.trial_resources()} -> {sweep_dir}")
     with phase("datasets", "the split's datasets and the hand-made-features baseline"):
         shared = SharedInputs(plan.index, build_datasets(space.base_config(), plan))
-        _features_baseline(sweep_dir, data, plan, space.base_config().seed, echo)
+        features_baseline_once(sweep_dir, data, plan, space.base_config().seed, echo)
+        embeddings_arms_once(sweep_dir, data, plan, space.base_config().seed, embeddings, echo)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", EXPERIMENT_STATE_PERIOD_S)
     # A result whose mixing could not be scored (a note instead) lacks the key; Tune would
     # otherwise reject it.
@@ -244,21 +252,6 @@ def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: Share
                unit="runs", done=ended_trials(sweep_dir / sweep_files.CONFIRM_DIR) if resume else 0):
         results = fit(tuner, sweep_dir)
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds, results)
-
-
-def _features_baseline(sweep_dir: Path, data: str, plan: RunPlan, seed: int, echo: bool) -> None:
-    """The hand-made-features baseline of this split, once a sweep (rxsweep.training.features_baseline)."""
-    from rxsweep.training.features_baseline import (features_baseline, features_baseline_scores,
-                                                    read_features_baseline, write_features_baseline)
-
-    path = sweep_dir / sweep_files.BASELINE_EMBEDDINGS
-    if read_features_baseline(path) is not None:
-        return
-    table = features_baseline(data, plan.splits, seed=seed)
-    write_features_baseline(path, table)
-    scores = features_baseline_scores(table)
-    say(echo, f"hand-made features + logistic regression: held-out treatment accuracy "
-              f"{scores['heldout_val_acc']:.3f} (validation), {scores['heldout_test_acc']:.3f} (test)")
 
 
 #: A sweep name is one path component: it names a folder under STORAGE and never leaves it.

@@ -32,6 +32,10 @@ Each trial folder is a run folder (rxsweep.training.run_files) plus the sweep's 
                                    the hand-made-features baseline's held-out predictions and
                                    standardised features, in the embeddings schema
                                    (rxsweep.training.features_baseline)
+      baselines/embeddings/<NAME>/embeddings.parquet
+                                   the same for each `--embeddings NAME=FILE`: the user's own
+                                   vectors through the baseline's linear probe, with the source
+                                   file's path and sha256 (rxsweep.training.embeddings_arm)
       confirm/                     the confirmation runs (rxsweep.tuning.confirm): confirm.json
                                    (each method's chosen configuration, seeds, trial ids), trials/
                                    and tune/ as above
@@ -55,6 +59,7 @@ PARAMS_FILE = "params.json"
 STATUS_FILE = "status.json"
 PROCESSES_FILE = "processes.jsonl"
 BASELINE_EMBEDDINGS = "baselines/features/embeddings.parquet"
+EMBEDDINGS_ARMS_DIR = "baselines/embeddings"
 CONFIRM_DIR = "confirm"
 CONFIRM_FILE = "confirm.json"
 #: confirm.json's group of the adaptive-resampling trials, when a sweep ran trials with and without
@@ -69,3 +74,8 @@ STATUSES = ("running", "completed", "stopped", "error", "lost")
 
 def trial_dir(sweep_dir: str | Path, trial_id: str) -> Path:
     return Path(sweep_dir) / TRIALS_DIR / trial_id
+
+
+def embeddings_arm_path(sweep_dir: str | Path, name: str) -> Path:
+    """SWEEP_DIR/baselines/embeddings/NAME/embeddings.parquet: the arm of `--embeddings NAME=FILE`."""
+    return Path(sweep_dir) / EMBEDDINGS_ARMS_DIR / name / "embeddings.parquet"
