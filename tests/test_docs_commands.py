@@ -41,8 +41,14 @@ RUN_HERE: dict[str, tuple[list[str], str]] = {
 _HEAD = "tests/test_cluster_sweep.py::test_the_embedded_default_runs_two_trials_at_once_on_a_2_cpu_node_and_answers"
 _SHOTS = "tests/test_docs_commands.py::test_the_screenshot_script_retakes_both_images"
 
+_PLATES = "tests/test_your_own_plates.py::test_the_pages_commands_end_in_a_verdict_on_held_out_sources"
+
 #: (ii) Needs Ray or a sweep: command -> the tests (node ids) that run it or its equivalent.
 RUN_BY_TEST: dict[str, tuple[str, ...]] = {
+    # docs/guide/your-own-plates.md: the test reads the two commands off the page and runs them
+    ".venv/bin/rxsweep synth --layout loaddata --preset tiny --out data/jump-tiny": (_PLATES,),
+    ".venv/bin/rxsweep sweep --space search_spaces/jump_cpu.yaml --data data/jump-tiny --storage results": (_PLATES,),
+    ".venv/bin/rxsweep sweep --space search_spaces/jump_cpu.yaml --data PLATES --storage results": (_PLATES,),
     # `make run` is `.venv/bin/python jobs/sweep.py` after the install (checked by
     # test_make_targets_the_docs_show_exist); the tiny sweep fixture runs jobs/sweep.py as a user does,
     # its own local Ray, ingest first; the cluster test runs it with every default.

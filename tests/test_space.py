@@ -98,7 +98,7 @@ BAD = [
     ("parameters:\n  lr: {uniform: [0.001, 0.1], when: {optimizer: [sgd]}}\n  optimizer: {choice: [adamw]}",
      "needs optimizer in ['sgd'], but optimizer is drawn from ['adamw']"),
     ("fixed: {domain_label: none}\nparameters:\n  lambda_max: {loguniform: [0.1, 1.0]}",
-     "parameters.lambda_max: only matters when domain_label is one of ['experiment', 'plate']"),
+     "parameters.lambda_max: only matters when domain_label is one of ['experiment', 'plate', 'batch', 'source']"),
     ("parameters:\n  backbone: {choice: [resnet18, resnet9000]}", "backbone='resnet9000' is not one of"),
     ("parameters:\n  lr: {uniform: [0.001, 50.0]}", "lr=50.0 is out of range [0.0, 10.0]"),
     ("parameters:\n  domain_depth: {uniform: [1, 3]}", "domain_depth is an integer: use int"),
