@@ -127,3 +127,16 @@ def _choose(explicit: tuple[str, ...], per_cell_type: int, labelled: pd.Series, 
             )
         chosen += list(rng.choice(pool, size=per_cell_type, replace=False)) if per_cell_type else []
     return sorted(chosen)
+
+
+def held_out_words(table: pd.DataFrame, split: str) -> str:
+    """How a sweep names what ``split`` holds (table: sites with experiment, source and split):
+    'the held-out validation experiments', or, when it holds whole sources that no other split
+    touches, 'the held-out validation sources (S1, S2)'."""
+    side = "validation" if split == "heldout_val" else "test"
+    inside = table["split"] == split
+    sources = sorted(table.loc[inside, "source"].unique()) if "source" in table else []
+    if sources and not table.loc[~inside, "source"].isin(sources).any():
+        return f"the held-out {side} source{'s' if len(sources) > 1 else ''} ({', '.join(sources)})"
+    return f"the held-out {side} experiments"
+

@@ -18,6 +18,7 @@ from typing import Any
 
 from rxsweep import __version__, fileio, locations
 from rxsweep.mirror import OWN_FILES, STAGING_ENV
+from rxsweep.data.splits import held_out_words
 from rxsweep.stages import stage
 from rxsweep.training.config import ConfigError
 from rxsweep.training.plan import RunPlan, open_index, preflight
@@ -139,7 +140,7 @@ def run_sweep(space_file: str | Path, data: str | Path, storage: str | Path = "r
     tuner = _tuner(storage, space, data, shared, concurrency, resume, echo, run_trial,
                    search_alg=make_searcher(space, sweep_dir / sweep_files.OPTUNA_DB), scheduler=_scheduler(space),
                    num_samples=space.num_samples)
-    with stage("search"), phase("search", f"{space.num_samples} trials on the held-out validation experiments",
+    with stage("search"), phase("search", f"{space.num_samples} trials on {held_out_words(plan.index.table, 'heldout_val')}",
                                 total=space.num_samples, done=ended_trials(sweep_dir) if resume else 0):
         results = fit(tuner, sweep_dir)
         storage.pull()  # the trials' own records, pushed from their nodes
@@ -248,8 +249,8 @@ def _confirm(storage: SweepStorage, space: SearchSpace, data: str, shared: Share
         return
     tuner = _tuner(storage.folder(sweep_files.CONFIRM_DIR), space, data, shared, min(concurrency, len(runs)), resume, echo,
                    run_confirm_trial, param_space={RUN_KEY: tune.grid_search([r[RUN_KEY] for r in runs])})
-    with phase("confirmation", f"{len(runs)} runs, judged later on the held-out test experiments", total=len(runs),
-               unit="runs", done=ended_trials(sweep_dir / sweep_files.CONFIRM_DIR) if resume else 0):
+    with phase("confirmation", f"{len(runs)} runs, judged later on {held_out_words(shared.index.table, 'heldout_test')}",
+               total=len(runs), unit="runs", done=ended_trials(sweep_dir / sweep_files.CONFIRM_DIR) if resume else 0):
         results = fit(tuner, sweep_dir)
     write_confirm_file(sweep_dir, chosen, space.confirm_seeds, results)
 
