@@ -7,6 +7,7 @@ import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 from rxsweep import fileio
@@ -154,14 +155,16 @@ def test_the_sweeps_confirm_step_runs_fresh_seeds_and_resumes_its_choice(tmp_pat
 
     monkeypatch.setattr(sweep, "_tuner", tuner)
     storage = SimpleNamespace(local=tmp_path, push=lambda: None, folder=lambda name: None)
+    sites = pd.DataFrame({"split": ["train", "heldout_test"], "source": "rxrx1", "experiment": ["A-01", "A-02"]})
+    shared = SimpleNamespace(index=SimpleNamespace(table=sites))
     _trial(tmp_path, "e1", ERM, acc=0.4)
     _trial(tmp_path, "d1", DANN, acc=0.3, mixing=0.7)
-    sweep._confirm(storage, SPACE, "data", None, 2, False, True)  # tiny.yaml: confirm.seeds 2
+    sweep._confirm(storage, SPACE, "data", shared, 2, False, True)  # tiny.yaml: confirm.seeds 2
     assert sorted(r["seed"] for r in grids[0]) == [1, 1, 2, 2]
     assert "seeds [1, 2] (fresh: the search ran seed(s) [0])" in capsys.readouterr().err
     first = read_confirm_file(tmp_path)
     assert {m: r["seeds"] for m, r in first.items()} == {"erm": [1, 2], "dann": [1, 2]}
     assert all(r["source_trial"] not in r["trial_ids"] and None not in r["trial_ids"] for r in first.values())
     _trial(tmp_path, "e9", {**ERM, "lr": 0.003}, acc=0.9, mixing=0.9)  # would win a new choice
-    sweep._confirm(storage, SPACE, "data", None, 2, True, False)
+    sweep._confirm(storage, SPACE, "data", shared, 2, True, False)
     assert grids[1] == grids[0] and read_confirm_file(tmp_path)["erm"]["source_trial"] == "e1"
