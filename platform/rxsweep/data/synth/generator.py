@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,18 +18,17 @@ from rxsweep.data.synth.batch import draw_experiment_batch, draw_plate_shift
 from rxsweep.data.synth.biology import CELL_TYPE_BIOLOGY, draw_phenotypes
 from rxsweep.data.synth.interaction import draw_interaction
 from rxsweep.data.synth.job import PlateTask, run_plate
+from rxsweep.data.synth.output_folder import check_seed_and_workers, claim, finish, run_tasks
 from rxsweep.data.synth.plate_map import make_plan
 from rxsweep.data.synth.presets import Preset, get_preset
 from rxsweep.data.synth.truth import build_truth
 from rxsweep.data.synth.writers import (
-    LAYOUTS, dataset_root, plate_image_dir, truth_file, write_json, write_kaggle_tables,
-    write_wilds_tables,
+    LAYOUTS, dataset_root, plate_image_dir, write_kaggle_tables, write_wilds_tables,
 )
 
 #: Bump when the same arguments would produce different files; it is part of an output's identity.
 #: 2: experiment x siRNA interaction (interaction.py).
 GENERATOR_VERSION = 2
-_PARTIAL_FILE = ".synth-partial.json"  # identity of a generation in progress; removed when done
 
 
 def default_image_size(preset: Preset, layout: str) -> int:
@@ -46,54 +44,12 @@ def _check_args(
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; known: {list(LAYOUTS)}")
     spec = get_preset(preset)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    check_seed_and_workers(seed, workers)
     if image_size is not None and (
         isinstance(image_size, bool) or not isinstance(image_size, int) or not 16 <= image_size <= 4096
     ):
         raise ValueError(f"image_size must be an int in 16..4096, got {image_size!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
     return spec
-
-
-def _read_identity(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["identity"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _prepare(out: Path, root: Path, identity: dict) -> bool:
-    """Make sure we may write into `out`. True if it already holds this exact, finished dataset."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out {str(out)!r} exists and is not a directory")
-    if out.exists() and any(out.iterdir()):
-        finished = _read_identity(truth_file(root))
-        previous = finished or _read_identity(root / _PARTIAL_FILE)
-        if previous is None:
-            raise ValueError(
-                f"out {str(out)!r} is not empty and holds no synthetic RxRx1 of layout "
-                f"{identity['layout']!r}; choose an empty or new directory"
-            )
-        if previous != identity:
-            differ = sorted(k for k in identity if previous.get(k) != identity[k])
-            raise ValueError(
-                f"out {str(out)!r} holds a synthetic RxRx1 generated with other parameters "
-                f"(differing: {differ}); overwriting would mix two datasets' files. Delete it or "
-                f"choose another directory"
-            )
-        if finished is not None:
-            return True
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / _PARTIAL_FILE, {"identity": identity})
-    return False
-
-
-def _progress(done: int, total: int) -> None:
-    if sys.stderr.isatty():  # a progress line for people, nothing in logs or tests
-        end = "\n" if done == total else ""
-        print(f"\rrxsweep synth: {done}/{total} plates", end=end, file=sys.stderr, flush=True)
 
 
 def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
@@ -115,7 +71,7 @@ def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
     identity = {"generator_version": GENERATOR_VERSION, "layout": layout, "preset": asdict(spec),
                 "seed": seed, "image_size": size}
     identity = json.loads(json.dumps(identity))  # tuples -> lists, to compare with what is on disk
-    if _prepare(out, root, identity):
+    if claim(out, root, identity, f"synthetic RxRx1 of layout {layout!r}"):
         return root
 
     plan = make_plan(spec, seed)
@@ -140,37 +96,12 @@ def generate(out: Path | str, layout: str, preset: str, seed: int = 0,
                 image_size=size, pixel_scale=pixel_scale, field_area=field_area,
             ))
 
-    stats = _run(tasks, workers or os.cpu_count() or 1)
+    stats = [row for rows in run_tasks(run_plate, tasks, workers or os.cpu_count() or 1) for row in rows]
     geometry = {"pixel_scale": pixel_scale, "field_area": field_area}
     truth = build_truth(identity, spec, plan, phenotypes, interaction, batches, shifts, geometry)
     if layout == "kaggle":
         truth["kaggle_test_answers"] = write_kaggle_tables(root, plan, stats)
     else:
         write_wilds_tables(root, plan)
-    write_json(truth_file(root), truth)  # last: its presence means the dataset is complete
-    (root / _PARTIAL_FILE).unlink()
+    finish(root, truth)
     return root
-
-
-def _run(tasks: list[PlateTask], workers: int) -> list[tuple]:
-    """Run plate tasks, in-process for one worker, else in a process pool; results in task order.
-
-    The pool is joblib's loky: its workers import what the tasks need and never re-run the
-    caller's __main__, so a plain script or a notebook can call generate() without an
-    `if __name__ == "__main__":` guard (multiprocessing's spawn and forkserver re-import the main
-    script in every worker). Workers are fresh processes, not forks: callers such as Ray drivers
-    may have threads running. A worker that dies raises an error here rather than hanging.
-    """
-    stats: list[tuple] = []
-    if workers == 1 or len(tasks) == 1:
-        for i, task in enumerate(tasks):
-            stats += run_plate(task)
-            _progress(i + 1, len(tasks))
-        return stats
-    from joblib import Parallel, delayed
-
-    parallel = Parallel(n_jobs=min(workers, len(tasks)), backend="loky", return_as="generator")
-    for i, rows in enumerate(parallel(delayed(run_plate)(task) for task in tasks)):
-        stats += rows
-        _progress(i + 1, len(tasks))
-    return stats

@@ -22,51 +22,18 @@ from rxsweep.data.synth.cellpainting.layout import write_platemap
 from rxsweep.data.synth.cellpainting.nuisance import draw_batch_shift, draw_plate_shift, draw_source
 from rxsweep.data.synth.cellpainting.presets import LoadDataPreset, get_loaddata_preset
 from rxsweep.data.synth.cellpainting.truth import build_truth
-from rxsweep.data.synth.writers import truth_file, write_json
+from rxsweep.data.synth.output_folder import check_seed_and_workers, claim, finish, run_tasks
 
 #: Bump when the same arguments would produce different files; it is part of an output's identity.
 LOADDATA_GENERATOR_VERSION = 1
 KIND = "cellpainting-loaddata"  # tells this world's identity from a synthetic RxRx1's
 CELL_TYPE = "U2OS"  # JUMP's cell line
-_PARTIAL_FILE = ".synth-partial.json"  # identity of a generation in progress; removed when done
 
 
 def _check_args(preset: str, seed: int, workers: int | None) -> LoadDataPreset:
     spec = get_loaddata_preset(preset)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    check_seed_and_workers(seed, workers)
     return spec
-
-
-def _read_identity(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))["identity"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _prepare(root: Path, identity: dict) -> bool:
-    """Make sure we may write into `root`. True if it already holds this exact, finished dataset."""
-    if root.exists() and not root.is_dir():
-        raise ValueError(f"out {str(root)!r} exists and is not a directory")
-    if root.exists() and any(root.iterdir()):
-        finished = _read_identity(truth_file(root))
-        previous = finished or _read_identity(root / _PARTIAL_FILE)
-        if previous is None or previous.get("kind") != KIND:
-            raise ValueError(f"out {str(root)!r} is not empty and holds no synthetic Cell Painting "
-                             f"LoadData world; choose an empty or new directory")
-        if previous != identity:
-            differ = sorted(k for k in identity if previous.get(k) != identity[k])
-            raise ValueError(f"out {str(root)!r} holds a synthetic Cell Painting world generated with "
-                             f"other parameters (differing: {differ}); overwriting would mix two "
-                             f"datasets' files. Delete it or choose another directory")
-        if finished is not None:
-            return True
-    root.mkdir(parents=True, exist_ok=True)
-    write_json(root / _PARTIAL_FILE, {"identity": identity})
-    return False
 
 
 def _plan(spec: LoadDataPreset, seed: int, root: Path) -> tuple[list[PlateTask], Design, dict]:
@@ -111,23 +78,10 @@ def generate_loaddata(out: Path | str, preset: str = "tiny", seed: int = 0,
     root = Path(out)
     identity = json.loads(json.dumps({"kind": KIND, "generator_version": LOADDATA_GENERATOR_VERSION,
                                       "preset": asdict(spec), "seed": seed}))  # as read back from disk
-    if _prepare(root, identity):
+    if claim(root, root, identity, "synthetic Cell Painting LoadData world"):
         return root
     tasks, design, truth = _plan(spec, seed, root)
-    _run(tasks, workers or os.cpu_count() or 1)
+    run_tasks(run_plate, tasks, workers or os.cpu_count() or 1)
     write_platemap(root, design)
-    write_json(truth_file(root), {**truth, "identity": identity})  # last: the marker
-    (root / _PARTIAL_FILE).unlink()
+    finish(root, {**truth, "identity": identity})
     return root
-
-
-def _run(tasks: list[PlateTask], workers: int) -> None:
-    """Run plate tasks in-process for one worker, else in joblib's loky pool, as synth.generator._run
-    does (fresh worker processes, no `__main__` guard needed, a dead worker raises here)."""
-    if workers == 1 or len(tasks) == 1:
-        for task in tasks:
-            run_plate(task)
-        return
-    from joblib import Parallel, delayed
-
-    Parallel(n_jobs=min(workers, len(tasks)), backend="loky")(delayed(run_plate)(t) for t in tasks)
