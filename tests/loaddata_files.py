@@ -30,6 +30,7 @@ FAULTS = {
     "P2_C02_1": "well has no entry in platemap.csv",
     "P2_C02_2": "well has no entry in platemap.csv",
     "P3_B02_1": "image path is outside the data root",
+    "P4_C01_2": "no file named in FileName_OrigRNA",
     "P5_B02_1": "Metadata_pert_type 'empty' is none of trt, negcon, poscon*",
     "P5_B02_2": "Metadata_pert_type 'empty' is none of trt, negcon, poscon*",
     **{f"P7_{well}_{site}": "plate's LoadData has channels" for well in
@@ -72,6 +73,10 @@ def write_loaddata(root: Path, outside: Path) -> Path:
         csv.parent.mkdir(parents=True, exist_ok=True)
         pd.DataFrame([r for r in rows if r["Metadata_Plate"] == barcode]).to_csv(csv, index=False)
     pd.DataFrame(plate_map).to_csv(root / "platemap.csv", index=False)
+    p4 = root / "load_data_csv/S2/B1/P4/load_data.csv"
+    frame = pd.read_csv(p4, dtype=str, keep_default_na=False)
+    frame.loc[(frame["Metadata_Well"] == "C01") & (frame["Metadata_Site"] == "2"), "FileName_OrigRNA"] = ""
+    frame.to_csv(p4, index=False)
     p1 = root / "images/S1/B1/P1"
     (p1 / "C01_s1_OrigDNA.tiff").unlink()
     data = (p1 / "C01_s2_OrigER.tiff").read_bytes()

@@ -72,6 +72,7 @@ def read_loaddata(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ..
         (~plate_channels.map(lambda have: set(channels) <= set(have)),
          "plate's LoadData has channels " + plate_channels.map(lambda have: str(sorted(have)))
          + f" but the data's are {list(channels)} (choose them with channels: in loaddata.yaml)", ""),
+        (_unnamed(data, channels).ne(""), "no file named in FileName_" + _unnamed(data, channels), ""),
         (escaped.ne(""), "image path is outside the data root " + str(root) + " (a PathName_ written on "
          "another machine? rewrite its prefix with path_map: in loaddata.yaml)", escaped),
     ] + rows.attrs.pop("rejected")
@@ -200,6 +201,13 @@ def _image_paths(data: pd.DataFrame, root: Path, channels: tuple[str, ...],
     paths = pd.Series([list(site) for site in zip(*per_channel)], index=data.index)
     escaped = paths.map(lambda site: next((p for p in site if not p.startswith(prefix)), ""))
     return paths, escaped
+
+
+def _unnamed(data: pd.DataFrame, channels: tuple[str, ...]) -> pd.Series:
+    """The first channel a row names no file for ('' if none)."""
+    named = pd.DataFrame({c: data.get(f"FileName_{c}", pd.Series("", index=data.index)).astype(str).ne("")
+                          for c in channels})
+    return named.apply(lambda row: next((c for c in channels if not row[c]), ""), axis=1)
 
 
 def _mapped(folder: str, path_map: dict) -> str:
