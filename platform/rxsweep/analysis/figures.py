@@ -42,17 +42,13 @@ SEED = 0
 METHOD_COLORS = {"ERM": "#636efa", "DANN-plate": "#ef553b", "DANN-experiment": "#00cc96",
                  "CDANN-plate": "#ab63fa", "CDANN-experiment": "#ffa15a", "ERM + sphering": "#19d3f3",
                  "ERM + Harmony": "#ff6692", "features + LR": "#7f7f7f"}
-#: Labels of the ranking's reference rows (reference_rows.py), by their method.
-REFERENCE_LABELS = {"erm+sphering": "ERM + sphering", "erm+harmony": "ERM + Harmony", "features": "features + LR"}
 #: The trial methods whose best trial the embedding figure shows, in panel order.
 TRIAL_METHODS = ("dann", "cdann", "erm")
 
 
 def method_label(method, domain_label=None) -> str:
     """'ERM', '<DANN|CDANN>-<domain>', or a reference row's label, from a row's method and domain_label."""
-    if method in REFERENCE_LABELS:
-        return REFERENCE_LABELS[method]
-    if reference_label(method) is not None:  # an --embeddings arm
+    if reference_label(method) is not None:  # a post-hoc, features or --embeddings row
         return reference_label(method)
     if method in (None, "erm") or method != method or domain_label in (None, "none") or domain_label != domain_label:
         return "ERM"

@@ -33,6 +33,8 @@ SPLIT = "heldout_val"
 REFERENCE_STATUSES = ("post-hoc", "baseline")
 CORRECTIONS = {"sphering": "sphering", "harmony": "Harmony"}
 FEATURES = "features + LR"
+#: Labels of the reference rows' methods (the trials' are built from method and domain_label).
+REFERENCE_LABELS = {"erm+sphering": "ERM + sphering", "erm+harmony": "ERM + Harmony", "features": FEATURES}
 #: Methods of the user's embeddings arms: EMBEDDINGS_METHOD + NAME, and EMBEDDINGS_HARMONY_METHOD + NAME
 #: for its Harmony-corrected twin (the verdict's arms carry the same methods).
 EMBEDDINGS_METHOD = "embeddings:"
@@ -104,7 +106,7 @@ def reference_label(method) -> str | None:
         return method[len(EMBEDDINGS_METHOD):]
     if method.startswith(EMBEDDINGS_HARMONY_METHOD):
         return f"{method[len(EMBEDDINGS_HARMONY_METHOD):]} + Harmony"
-    return {"erm+sphering": "ERM + sphering", "erm+harmony": "ERM + Harmony", "features": FEATURES}.get(method)
+    return REFERENCE_LABELS.get(method)
 
 
 def _profile_scores(wells: pd.DataFrame) -> dict:

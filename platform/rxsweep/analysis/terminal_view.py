@@ -34,8 +34,6 @@ from rxsweep.console import make_console
 TOP = 5
 #: Parameters the method column tells already.
 IN_METHOD = ("domain_label", "adversary", "resampling")
-#: Reference rows' method labels (reference_rows.py).
-REFERENCE_LABELS = {"erm+sphering": "ERM + sphering", "erm+harmony": "ERM + Harmony", "features": "features + LR"}
 #: Characters of a trial's parameters beyond which their cell may take several lines.
 WRAPS_AT = 50
 WORD_STYLES = {"better": "bold green", "worse": "bold red"}
@@ -149,9 +147,7 @@ def _present(value) -> bool:
 
 def _method(row: dict) -> str:
     method = row.get("method")
-    if method in REFERENCE_LABELS:
-        return REFERENCE_LABELS[method]
-    if reference_label(method) is not None:  # an --embeddings arm
+    if reference_label(method) is not None:  # a post-hoc, features or --embeddings row
         return reference_label(method)
     domain = row.get("domain_label")
     label = "ERM" if method in (None, "erm") or not _present(domain) or domain == "none" \
