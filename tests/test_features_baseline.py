@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.special import logsumexp
 
-from rxsweep.data.site_features import FEATURE_NAMES, feature_names, site_features
+from rxsweep.data.site_features import FEATURE_NAMES, feature_names, marker_channels, site_features
 from rxsweep.training.embeddings import COLUMNS
 from rxsweep.tuning import sweep_files
 from rxsweep.training.features_baseline import (ABSENT_LOG_PROB, HELDOUT_SPLITS, features_baseline,
@@ -74,6 +74,20 @@ def test_site_features_have_one_name_each():
     assert len(site_features(_site()[:3])) == len(feature_names(["a", "b", "c"])) == 23
     count = FEATURE_NAMES.index("nuclei_count")
     assert values[count] == pytest.approx(np.log1p(2))
+
+
+def test_cell_painting_channels_in_loaddata_order_count_nuclei_on_the_dna_stain():
+    """LoadData's alphabetical order puts AGP first and DNA second: the nucleus and cell-body
+    features follow the names, not RxRx1's positions (the same site, reordered, counts the same)."""
+    rxrx1 = _site()[[0, 1, 2, 4, 3]]  # nucleus, er, actin, mito, nucleoli-as-RNA
+    names = ["OrigDNA", "OrigER", "OrigAGP", "OrigMito", "OrigRNA"]
+    order = np.argsort(names)  # OrigAGP, OrigDNA, OrigER, OrigMito, OrigRNA
+    markers = marker_channels([names[i] for i in order])
+    assert markers == (1, 0) and marker_channels(FEATURE_NAMES[:6]) == (0, 2)
+    assert marker_channels(["nucleoli", "er", "DNA"]) == (2, 2)  # nucleoli is no nucleus stain
+    count = feature_names(names).index("nuclei_count")
+    assert site_features(rxrx1[order], *markers)[count] == site_features(rxrx1)[count] == pytest.approx(np.log1p(2))
+    assert site_features(rxrx1[order])[count] != site_features(rxrx1)[count]  # RxRx1's positions: the AGP stain
 
 
 def test_uint8_sites_give_the_numbers_of_float_ones():

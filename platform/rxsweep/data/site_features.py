@@ -10,11 +10,15 @@ skewed; the log turns multiplicative batch effects into shifts a per-plate stand
     std/<c>         standard deviation of channel c: texture and contrast
     q10/<c> ...     the 10 %, 50 %, 90 % and 99 % quantiles of channel c: background level,
     q99/<c>         typical level, bright structures, the brightest spots
-    nuclei_count    connected components of the nucleus channel (channel 0) above its mean + 0.5 sd:
-                    roughly the number of nuclei, i.e. cell count (toxicity, proliferation)
+    nuclei_count    connected components of the nucleus channel (a DNA stain) above its mean + 0.5
+                    sd: roughly the number of nuclei, i.e. cell count (toxicity, proliferation)
     nucleus_area    foreground pixels of that mask per component: mean nucleus size in pixels
-    contrast/<c>    (mean of c inside cells + 1) / (mean of c outside + 1), "inside" being the actin
-                    channel (channel 2) above its median: how much of a stain sits in the cells
+    contrast/<c>    (mean of c inside cells + 1) / (mean of c outside + 1), "inside" being the cell-
+                    body channel (actin) above its median: how much of a stain sits in the cells
+
+Which channels are the nucleus and the cell body comes from their names (:func:`marker_channels`):
+RxRx1's 0 (nucleus) and 2 (actin); Cell Painting's DNA and AGP (actin, Golgi, plasma membrane),
+wherever the LoadData layout's alphabetical order puts them.
 
 Names are in the order of the returned vector (FEATURE_NAMES for the 6 RxRx1 channels,
 :func:`feature_names` for any count). numpy and scipy only; one site in, one vector out.
@@ -28,8 +32,11 @@ from scipy import ndimage
 from rxsweep.data.rxrx1_facts import CHANNELS
 
 QUANTILES = (0.1, 0.5, 0.9, 0.99)
-NUCLEUS_CHANNEL = 0  # Hoechst
+NUCLEUS_CHANNEL = 0  # Hoechst, where the names say nothing (RxRx1's order)
 ACTIN_CHANNEL = 2  # phalloidin: outlines the cells' bodies
+#: Name fragments (lower case) of a nucleus stain and of a cell-body stain.
+NUCLEUS_NAMES = ("dna", "hoechst", "dapi", "nucle")
+BODY_NAMES = ("agp", "actin", "phalloidin")
 #: A nucleus pixel is above the nucleus channel's mean plus this many standard deviations.
 NUCLEUS_THRESHOLD_SD = 0.5
 
@@ -45,10 +52,26 @@ def feature_names(channel_names: list[str] | tuple[str, ...]) -> list[str]:
 FEATURE_NAMES: list[str] = feature_names(CHANNELS)
 
 
-def site_features(channels: np.ndarray) -> np.ndarray:
+def marker_channels(channel_names: list[str] | tuple[str, ...]) -> tuple[int, int]:
+    """(nucleus, cell body) channel indices from the channels' names; RxRx1's (0, 2) when a name
+    is not found. 'nucleoli' is not a nucleus stain: a DNA name is looked for first."""
+    lower = [str(n).lower() for n in channel_names]
+
+    def first(fragments: tuple[str, ...], default: int) -> int:
+        for fragment in fragments:  # in the order of preference
+            for i, name in enumerate(lower):
+                if fragment in name and not name.startswith("nucleoli"):
+                    return i
+        return default
+
+    return first(NUCLEUS_NAMES, NUCLEUS_CHANNEL), first(BODY_NAMES, ACTIN_CHANNEL)
+
+
+def site_features(channels: np.ndarray, nucleus: int = NUCLEUS_CHANNEL, body: int = ACTIN_CHANNEL) -> np.ndarray:
     """Features of one site (see the module docstring), float64 [7 x C + 2].
 
-    channels: [C, H, W] pixel intensities, C >= 3 (the nucleus and actin channels are 0 and 2).
+    channels: [C, H, W] pixel intensities, C >= 3; ``nucleus`` and ``body``: the indices of the
+    nucleus and cell-body channels (:func:`marker_channels`; RxRx1's 0 and 2 by default).
     Any real dtype; unsigned integers (the shards' uint8) take a faster exact path for the
     quantiles (order statistics from a histogram, the same numbers np.quantile gives).
     """
@@ -59,9 +82,9 @@ def site_features(channels: np.ndarray) -> np.ndarray:
     quantiles = _quantiles(flat)  # [len(QUANTILES), C]
     values = flat.astype(np.float64)
     mean, std = values.mean(1), values.std(1)
-    nuclei = channels[NUCLEUS_CHANNEL] > mean[NUCLEUS_CHANNEL] + NUCLEUS_THRESHOLD_SD * std[NUCLEUS_CHANNEL]
+    nuclei = channels[nucleus] > mean[nucleus] + NUCLEUS_THRESHOLD_SD * std[nucleus]
     _, count = ndimage.label(nuclei)
-    cells = (flat[ACTIN_CHANNEL] > quantiles[QUANTILES.index(0.5), ACTIN_CHANNEL])  # above the median
+    cells = (flat[body] > quantiles[QUANTILES.index(0.5), body])  # above the median
     n_in = int(cells.sum())
     if 0 < n_in < cells.size:
         inside = values @ cells.astype(np.float64)

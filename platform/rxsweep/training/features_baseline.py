@@ -55,7 +55,7 @@ from rxsweep import fileio, locations
 from rxsweep.data.image_column import shape_of, to_numpy
 from rxsweep.data.ingest import FORMAT, MANIFEST
 from rxsweep.data.rxrx1_facts import CHANNELS
-from rxsweep.data.site_features import feature_names, site_features
+from rxsweep.data.site_features import feature_names, marker_channels, site_features
 from rxsweep.metrics.embedding_scores import prediction_accuracies
 from rxsweep.training.embeddings import COLUMNS, SITE_COLUMNS, fixed_size_list
 
@@ -238,6 +238,7 @@ def _channel_names(manifest: dict) -> list[str]:
 def _read_features(shards_dir: str, manifest: dict, wanted: set[str]) -> tuple[pd.DataFrame, np.ndarray]:
     """Site columns and features of the ``wanted`` sites, a shard row group at a time (a shard
     without a wanted site is never decompressed beyond its site_id column)."""
+    markers = marker_channels(_channel_names(manifest))  # the nucleus and cell-body channels
     frames, features = [], []
     for shard in manifest["shards"]:
         parquet = locations.parquet_file(locations.join(shards_dir, shard["file"]))
@@ -257,7 +258,7 @@ def _read_features(shards_dir: str, manifest: dict, wanted: set[str]) -> tuple[p
             if len(rows) < size:
                 part = part.take(pa.array(rows))
             images = to_numpy(part.column("image"), shape)
-            features += [site_features(image) for image in images]
+            features += [site_features(image, *markers) for image in images]
             frames.append(part.drop_columns(["image"]).to_pandas())
     if not frames:
         raise ValueError(f"none of the splits' sites is in the shards of {shards_dir}")
