@@ -43,9 +43,10 @@ def install_wheels(folder: str) -> None:
         raise SystemExit(f"--wheels {folder}: no .whl files there (bench/pack_wheels.sh {folder} makes them)")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
                     "--upgrade", "--target", str(target), *wheels], check=True)
-    sys.path.insert(0, str(target))
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(target), os.environ.get("PYTHONPATH")]))
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "platform"))  # rxsweep, not installed
+    platform = str(Path(__file__).resolve().parents[1] / "platform")  # rxsweep, not installed
+    sys.path[:0] = [platform, str(target)]
+    # Ray's workers (the ingest's tasks) import rxsweep and the wheels too: they inherit PYTHONPATH.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [platform, str(target), os.environ.get("PYTHONPATH")]))
 
 
 def shards_at_256(data: str | None) -> str:
@@ -139,9 +140,11 @@ def main() -> None:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("no CUDA device: this benchmark measures a GPU (--device cpu only checks the script)")
     device = torch.device(args.device, 0) if args.device == "cuda" else torch.device("cpu")
+    # Before the ingest: rxsweep's own start asks for a dashboard, whose packages (aiohttp, ...)
+    # the wheels leave out; an initialised Ray is joined as it is.
+    ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=False)
     data = shards_at_256(args.data)
     cfg = bench_config(args, data)
-    ray.init(num_cpus=os.cpu_count(), log_to_driver=False, include_dashboard=False)
     try:
         baseline = baseline_images_per_s(cfg, data, device)
         with tempfile.TemporaryDirectory(prefix="rxsweep-gpu-bench-") as tmp:

@@ -14,7 +14,8 @@ platforms=(--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --p
 python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     "${platforms[@]}" -d "$out" \
     ray==2.60.0 optuna alembic sqlalchemy mako colorlog greenlet jsonschema jsonschema-specifications \
-    referencing rpds-py tensorboardX harmonypy
+    referencing rpds-py tensorboardX harmonypy rich markdown-it-py mdurl pygments pydantic pydantic-core \
+    annotated-types typing-inspection typing-extensions
 python3 - "$out" <<'EOF'
 import pathlib, sys, zipfile
 
