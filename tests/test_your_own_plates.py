@@ -32,6 +32,9 @@ def page_commands() -> list[list[str]]:
 def test_the_pages_commands_end_in_a_verdict_on_held_out_sources(tmp_path: Path):
     commands = page_commands()
     assert [c[1] for c in commands] == ["synth", "sweep"]
+    # The page's commands run from the repository root; here from a folder of their own (data/ and
+    # results/ land there), which sees the repository's search spaces as the root does.
+    (tmp_path / "search_spaces").symlink_to(REPO / "search_spaces")
     for argv in commands:
         argv = [str(REPO / argv[0]), *argv[1:], *(SMALLER if argv[1] == "sweep" else [])]
         done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=1500)
