@@ -68,11 +68,12 @@ def read_loaddata(root: Path) -> tuple[pd.DataFrame, pd.DataFrame, tuple[str, ..
     rows = _join_platemap(rows, root, config)
     rows["image_paths"], escaped = _image_paths(data, root, channels, config)
     plate_channels = data["_channels"]
+    unnamed = _unnamed(data, channels)
     rejected = [
         (~plate_channels.map(lambda have: set(channels) <= set(have)),
          "plate's LoadData has channels " + plate_channels.map(lambda have: str(sorted(have)))
          + f" but the data's are {list(channels)} (choose them with channels: in loaddata.yaml)", ""),
-        (_unnamed(data, channels).ne(""), "no file named in FileName_" + _unnamed(data, channels), ""),
+        (unnamed.ne(""), "no file named in FileName_" + unnamed, ""),
         (escaped.ne(""), "image path is outside the data root " + str(root) + " (a PathName_ written on "
          "another machine? rewrite its prefix with path_map: in loaddata.yaml)", escaped),
     ] + rows.attrs.pop("rejected")
